@@ -1,0 +1,1 @@
+"""otelpipe benchmark harness (load generation, daemon control, measurement and reports)."""

@@ -1,0 +1,22 @@
+"""The registry of every built-in component. Adding a component = one import and one line here."""
+
+from __future__ import annotations
+
+from pipeline.component import Registry
+from pipeline.connectors import forward
+from pipeline.exporters import debug, file, nop, otlp, otlphttp
+from pipeline.receivers import otlp as otlp_receiver
+
+
+def default_registry() -> Registry:
+    return Registry(
+        [
+            otlp_receiver.FACTORY,
+            otlp.FACTORY,
+            otlphttp.FACTORY,
+            file.FACTORY,
+            debug.FACTORY,
+            nop.FACTORY,
+            forward.FACTORY,
+        ]
+    )

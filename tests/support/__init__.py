@@ -1,0 +1,1 @@
+"""Test support: sinks, a fake clock, data builders, settings for components under test."""
