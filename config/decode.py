@@ -141,7 +141,7 @@ class Decoder:
             # defaults are filled in and __post_init__ runs its cross-field checks.
             return struct_type(**kwargs)
         except (ValueError, TypeError) as exc:
-            self.error(path, str(exc))
+            self.error(*_field_error(path, str(exc), fields))
             return None
 
     def value(self, raw: object, annotation: Any, path: Path) -> Any:
@@ -382,3 +382,14 @@ def _split_msgspec(text: str) -> tuple[str, str]:
     if match is None:
         return text, ""
     return match["message"], match["sub"]
+
+
+def _field_error(path: Path, message: str, fields: Mapping[str, Any]) -> tuple[Path, str]:
+    """A ``__post_init__`` message that starts with one of the Struct's keys (``"format: expected ..."``) is
+    reported on that key, so the error names the full TOML key like every other one."""
+    head, sep, rest = message.partition(": ")
+    if sep:
+        name, dot, sub = head.partition(".")
+        if name in fields and " " not in head:
+            return ((*path, name, sub) if dot else (*path, name)), rest
+    return path, message

@@ -108,7 +108,7 @@ class PiiConfig(_Config, frozen=True):
 
     def __post_init__(self) -> None:
         if self.action is PiiAction.HASH and not self.hash_key:
-            raise ValueError("hash_key is required when action is 'hash'")
+            raise ValueError("hash_key: required when action is 'hash'")
 
 
 # -- exporters ---------------------------------------------------------------------------------------------

@@ -243,3 +243,48 @@ def test_sigterm_during_load_exits_zero_and_keeps_everything_acknowledged(tmp_pa
     assert not missing, f"{len(missing)} acknowledged traces lost"
     # What the client saw while the daemon drained is retryable (OTLP retries UNAVAILABLE and CANCELLED).
     assert all(c in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) for c in errors), errors
+
+
+def _post_span(d: Daemon) -> None:
+    call_req = traces_request(n_traces=1, spans_per_trace=1)
+    req = urllib.request.Request(
+        f"{d.http_base}/v1/traces",
+        data=call_req.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
+def test_sighup_invalid_config_keeps_running_valid_config_is_applied(tmp_path: Path) -> None:
+    import signal as sig
+
+    out = tmp_path / "out"
+    with Daemon(tmp_path, FILE_PIPELINES.format(out=out)) as d:
+        assert d.proc is not None
+        good = d.config_path.read_text()
+        _post_span(d)
+        d.config_path.write_text(good.replace('format = "json"', 'format = "yaml"'))
+        d.proc.send_signal(sig.SIGHUP)
+        wait_until(lambda: "keeping the running one" in d.log(), what="the reload error in the log")
+        assert "exporters.file.format" in d.log()
+        _post_span(d)  # still serving on the old configuration
+
+        new_out = tmp_path / "out2"
+        d.config_path.write_text(good.replace(str(out), str(new_out)))
+        d.proc.send_signal(sig.SIGHUP)
+        wait_until(lambda: (new_out / "traces.jsonl").parent.exists(), what="the new file exporter to start")
+        wait_until(lambda: _try_post(d), what="the restarted receiver")
+        assert d.terminate() == 0
+    old_spans = sum(1 for _ in read_records(out / "traces.jsonl", signal=Signal.TRACES))
+    new_spans = sum(1 for _ in read_records(new_out / "traces.jsonl", signal=Signal.TRACES))
+    assert old_spans == 2  # both requests sent before the valid reload were drained into the old file
+    assert new_spans >= 1
+
+
+def _try_post(d: Daemon) -> bool:
+    try:
+        _post_span(d)
+    except OSError:
+        return False
+    return True
