@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector, disable_created_metrics
 from prometheus_client.metrics import MetricWrapperBase
 
 from pipeline import __version__
 from pipeline.model import Signal
 
 P = "otelpipe"
+
+# The collector exposes no *_created series; they double the scrape size for nothing here.
+disable_created_metrics()
 
 
 def _items(kind: str, what: str, doc: str, labels: list[str]) -> dict[Signal, tuple[str, str, list[str]]]:
