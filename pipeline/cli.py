@@ -14,6 +14,7 @@ from pipeline import __version__
 from pipeline.component import Registry
 from pipeline.components import default_registry
 from pipeline.errors import ConfigError
+from pipeline.tools import tools
 
 
 def default_config_path() -> Path:
@@ -37,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
             help="TOML config file; repeat to merge several in order (run: defaults to the embedded default)",
         )
     sub.add_parser("version", help="print the version")
+    for tool in tools():
+        tool.configure(sub.add_parser(tool.NAME, help=tool.HELP, description=tool.HELP))
     return p
 
 
@@ -57,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"otelpipe {__version__}")
         return 0
     registry = default_registry()
+    for tool in tools():
+        if args.command == tool.NAME:
+            code: int = tool.run(args, registry)
+            return code
     paths: list[Path] = args.config or ([default_config_path()] if args.command == "run" else [])
     if not paths:
         print("otelpipe validate: give at least one -c FILE", file=sys.stderr)
