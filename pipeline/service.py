@@ -4,7 +4,9 @@
           -> ready -> wait for a signal:
              SIGTERM / SIGINT: not ready (draining), graph.shutdown(deadline) upstream-first, exit 0
              SIGHUP: re-read and validate; invalid -> keep running and log every error;
-                     valid and changed -> drain the old graph into its exporters, start the new one
+                     valid and changed -> start the new graph (unchanged receivers and exporters are adopted:
+                     their ports keep serving, their queues keep their data), then drain the old graph into
+                     its exporters (pipeline/graph.py ``replace``)
 
 The service owns its tasks; components own theirs and stop them in shutdown().
 """
@@ -23,6 +25,7 @@ from config.model import Config
 from pipeline import __version__, graph
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.component import Registry
+from pipeline.delivery.metrics import delivery_metrics
 from pipeline.errors import ConfigError, StartError
 from pipeline.telemetry.health import HealthRegistry
 from pipeline.telemetry.logging import configure_logging
@@ -104,34 +107,60 @@ class Service:
         if self._reload_config is None:
             log.warning("SIGHUP: no configuration source to reload from")
             return
+        reloads = delivery_metrics(self.metrics).reloads
         try:
             new = self._reload_config()
             if new == self.config:
                 log.info("SIGHUP: configuration unchanged")
+                reloads.labels("unchanged").inc()
                 return
-            new_graph = graph.build(new, self._registry, self.metrics, self.health, self._clock)
+            new_graph = graph.build(new, self._registry, self.metrics, self.health, self._clock, previous=self.graph)
         except ConfigError as exc:
             for line in exc.errors:
                 log.error("SIGHUP: invalid configuration, keeping the running one: %s", line)
+            reloads.labels("invalid").inc()
             return
-        log.info("SIGHUP: configuration changed, restarting the pipeline graph")
         old, old_config = self.graph, self.config
-        deadline = time.monotonic() + self.config.service.shutdown_timeout_ms / 1000.0
-        if old is not None:
-            # Receivers stop first and exporters drain, so nothing accepted by the old graph is lost; clients
-            # see a short window of refusals (retryable) while the ports move over.
-            await old.shutdown(deadline)
-        configure_logging(new.service.log_level.value, new.service.log_format.value)
+        assert old is not None  # run() built it before signals are read
+        kept = sorted(str(k) for k in new_graph.adopted)
+        log.info(
+            "SIGHUP: configuration changed; replacing the pipeline graph (%d components keep running)",
+            len(kept),
+            extra={"fields": {"kept": kept}},
+        )
+        deadline = time.monotonic() + old_config.service.shutdown_timeout_ms / 1000.0
         try:
-            await new_graph.start()
+            failed = await graph.replace(old, new_graph, deadline)
         except StartError as exc:
-            log.error("SIGHUP: the new configuration could not start (%s); restoring the previous one", exc)
-            await new_graph.shutdown(time.monotonic() + 5.0)
-            restored = graph.build(old_config, self._registry, self.metrics, self.health, self._clock)
-            await restored.start()
-            self.graph = restored
+            log.error("SIGHUP: the new configuration could not start (%s); the running one stays", exc)
+            reloads.labels("failed").inc()
             return
         self.graph, self.config = new_graph, new
+        configure_logging(new.service.log_level.value, new.service.log_format.value)
+        if failed is None:
+            reloads.labels("applied").inc()
+            log.info("SIGHUP: new configuration running")
+            return
+        # A receiver of the new configuration could not bind (its port is taken by someone else): go back to
+        # the previous configuration the same way, which restarts the previous receivers.
+        log.error("SIGHUP: %s; restoring the previous configuration", failed)
+        reloads.labels("failed").inc()
+        await self._restore(old_config)
+
+    async def _restore(self, config: Config) -> None:
+        current = self.graph
+        assert current is not None
+        try:
+            restored = graph.build(config, self._registry, self.metrics, self.health, self._clock, previous=current)
+            deadline = time.monotonic() + config.service.shutdown_timeout_ms / 1000.0
+            failed = await graph.replace(current, restored, deadline)
+        except (ConfigError, StartError) as exc:
+            log.error("SIGHUP: the previous configuration could not be restored either (%s); running as is", exc)
+            return
+        self.graph, self.config = restored, config
+        configure_logging(config.service.log_level.value, config.service.log_format.value)
+        if failed is not None:
+            log.error("SIGHUP: previous configuration restored, but %s", failed)
 
 
 def run_service(config_paths: Sequence[Path], registry: Registry, config: Config) -> int:

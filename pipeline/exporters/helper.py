@@ -1,66 +1,71 @@
 """The exporter helper: the delivery chain every network exporter uses.
 
     consume(batch)
-      │ queue enabled: put the batch in the bounded queue and return (acknowledged). Full -> Refused (~1 s
-      │ hint) and enqueue_failed counted; when_full = "block" first waits up to block_timeout_ms.
+      │ queue enabled: put the batch in the bounded queue and return (acknowledged); a disk queue with
+      │ fsync = "always" returns after the fsync. Full / over max_bytes / disk error -> Refused (~1 s hint)
+      │ and enqueue_failed counted; when_full = "block" first waits up to block_timeout_ms.
       │ queue disabled: run the chain below in the caller; failure -> Refused, permanent -> Permanent.
       ▼
-    SendingQueue             MemoryQueue now; a disk queue plugs in behind the same interface
-      ▼ num_consumers workers, owned by one asyncio.TaskGroup
-    [batch stage]            comes with the disk queue: batching after the queue, as the collector does. It sits
-      │                      between the workers and _deliver, and hands the queue items back (done) once the
-      │                      merged batch's outcome is recorded, so a disk queue deletes only what was decided
+    SendingQueue             MemoryQueue or DiskQueue (pipeline/exporters/queue)
       ▼
-    RetryStage               exponential backoff with jitter, the server's retry hint as a floor, until
-      │                      max_elapsed_ms; raises Undelivered(reason) when it gives up
+    [batch stage]            with a [batch] table: one assembler merges queue items per signal and client
+      │                      metadata (send_batch_size items, send_batch_max_bytes, timeout_ms) and hands the
+      │                      merged batch to a sender (pipeline/exporters/batching.py)
+      ▼ num_consumers senders, owned by one asyncio.TaskGroup
+    RetryStage -> TimeoutStage -> send(batch)        (pipeline/exporters/retry.py)
       ▼
-    TimeoutStage             timeout_ms per attempt; expiry is a retryable failure
-      ▼
-    send(batch) -> PartialSuccess | None
-                             the exporter's one I/O call; raises RetryableExportError / PermanentExportError
+    outcome recorded, then the queue items are handed back: ``done`` (a disk queue acknowledges the records)
+    or, when shutdown cut the send short, ``keep`` (a disk queue keeps them for the next start)
 
 Every acknowledged batch ends in exactly one counted outcome: ``sent`` (minus items a partial_success
-rejected, dropped as "rejected_by_backend"), or dropped as "permanent_error", "retries_exhausted" or
-"shutdown" (still queued, in flight or backing off when the shutdown deadline came).
+rejected, dropped as "rejected_by_backend"), dropped as "permanent_error" or "retries_exhausted", or, at the
+shutdown deadline, dropped as "shutdown" (memory queue) / kept on disk for the next start (disk queue).
 
 A new exporter (Jaeger, Loki, ...) plugs in with three pieces: a config Struct subclassing
 ``ExporterHelperConfig``, a ``Sender`` (start / send / close) that translates its client's errors into
 RetryableExportError / PermanentExportError, and a factory whose create returns
 ``QueuedExporter(settings, cfg, sender)``.
 
-Time is injected: ``settings.clock`` measures elapsed time and reads the shutdown deadline (a
-``time.monotonic()`` value in production), and an injectable async ``sleep`` does the backoff waits, so tests
-check the backoff without waiting.
+Time is injected: ``settings.clock`` measures elapsed time, batch timeouts and the shutdown deadline (a
+``time.monotonic()`` value in production), and an injectable async ``sleep`` does the waits, so tests check
+backoff and batch timeouts without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import enum
 import logging
 import random
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol
 
-from google.protobuf.message import DecodeError
-
-from pipeline.clock import Clock
+from config.decode import format_path
 from pipeline.component import CreateSettings
 from pipeline.consumer import Consumer
-from pipeline.errors import (
-    ExportError,
-    Permanent,
-    PermanentExportError,
-    Refused,
-    RetryableExportError,
+from pipeline.delivery.ledger import ledger_for
+from pipeline.delivery.metrics import delivery_metrics
+from pipeline.errors import ConfigError, Permanent, Refused
+from pipeline.exporters.batching import BatchStage, Delivery
+from pipeline.exporters.helper_config import ExporterHelperConfig
+from pipeline.exporters.queue import DiskQueue, MemoryQueue, QueueItem, SendingQueue
+from pipeline.exporters.retry import (
+    PERMANENT_ERROR,
+    REJECTED_BY_BACKEND,
+    SHUTDOWN,
+    Backoff,
+    FailureTracker,
+    PartialSuccess,
+    RetryStage,
+    SendFn,
+    SleepFn,
+    Stopping,
+    TimeoutStage,
+    Undelivered,
+    parse_retry_after,
 )
-from pipeline.exporters.helper_config import ExporterHelperConfig, RetryConfig
 from pipeline.model import Batch, Signal
 from pipeline.telemetry.health import CheckResult, HealthRegistry, Status
-from pipeline.telemetry.metrics import ExporterMetrics
 from pipeline.telemetry.ratelimit import RateLimitedLog
 
 __all__ = [
@@ -83,402 +88,6 @@ __all__ = [
     "parse_retry_after",
 ]
 
-# Drop reasons, the ``reason`` label of otelpipe_exporter_dropped_*.
-PERMANENT_ERROR = "permanent_error"
-RETRIES_EXHAUSTED = "retries_exhausted"
-SHUTDOWN = "shutdown"
-REJECTED_BY_BACKEND = "rejected_by_backend"
-
-_REJECTED_FIELD = {
-    Signal.TRACES: "rejected_spans",
-    Signal.LOGS: "rejected_log_records",
-    Signal.METRICS: "rejected_data_points",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class PartialSuccess:
-    """The backend accepted the batch but rejected ``rejected`` items (0 with a message: a warning)."""
-
-    rejected: int
-    message: str
-
-    @classmethod
-    def from_otlp_response(cls, signal: Signal, data: bytes) -> PartialSuccess | None:
-        """Read ``partial_success`` from a serialized Export*ServiceResponse; None when it is unset or empty."""
-        if not data:
-            return None
-        reply = signal.response_type()
-        try:
-            reply.ParseFromString(data)
-        except DecodeError:
-            # The backend said OK; an unreadable body does not undo that, and it must not be retried (OTLP).
-            return None
-        if not reply.HasField("partial_success"):
-            return None
-        ps = reply.partial_success
-        rejected = int(getattr(ps, _REJECTED_FIELD[signal]))
-        if rejected == 0 and not ps.error_message:
-            return None
-        return cls(rejected, ps.error_message)
-
-
-SendFn = Callable[[Batch], Awaitable[PartialSuccess | None]]
-SleepFn = Callable[[float], Awaitable[None]]
-
-
-class Undelivered(ExportError):
-    """The retry stage gave up on a batch; ``reason`` is the drop reason it is counted under."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
-
-
-def parse_retry_after(value: str | None, now_unix_s: float) -> float | None:
-    """An HTTP Retry-After header (delay-seconds or HTTP-date) as seconds from now; None if absent or invalid."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds >= 0 else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110: HTTP-dates are GMT
-        return None
-    return max(0.0, when.timestamp() - now_unix_s)
-
-
-# --------------------------------------------------------------------------------------------- sending queue
-
-
-@dataclass(slots=True, eq=False)
-class QueueItem:
-    """A batch taken from a queue; hand it back with ``done`` once its outcome is recorded."""
-
-    batch: Batch
-
-
-class SendingQueue(Protocol):
-    """A bounded queue between ``consume`` and the send workers.
-
-    A disk queue implements the same calls: ``offer``/``put`` persist before returning, ``done`` deletes the
-    record, ``drain`` returns nothing (what is left stays on disk for the next start, so it is not a drop).
-    """
-
-    @property
-    def capacity(self) -> int: ...
-
-    def __len__(self) -> int: ...
-
-    def offer(self, batch: Batch) -> bool:
-        """Add without waiting; False when full or closed."""
-        ...
-
-    async def put(self, batch: Batch, timeout_s: float) -> bool:
-        """Add, waiting up to ``timeout_s`` for room; False when still full, or closed."""
-        ...
-
-    async def get(self) -> QueueItem | None:
-        """The next batch; None once the queue is closed and empty."""
-        ...
-
-    def done(self, item: QueueItem) -> None: ...
-
-    def close(self) -> None:
-        """Refuse new batches; ``get`` hands out what is queued, then None."""
-        ...
-
-    def drain(self) -> list[Batch]:
-        """Remove and return the batches still queued (final shutdown)."""
-        ...
-
-
-def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        fut = waiters.popleft()
-        if not fut.done():
-            fut.set_result(None)
-            return
-
-
-def _wake_all(waiters: deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        fut = waiters.popleft()
-        if not fut.done():
-            fut.set_result(None)
-
-
-class MemoryQueue:
-    """In-memory SendingQueue bounded by batches and by bytes held (queued plus being sent)."""
-
-    def __init__(self, capacity: int, max_bytes: int) -> None:
-        self._capacity = capacity
-        self._max_bytes = max_bytes
-        self._items: deque[Batch] = deque()
-        self._held_bytes = 0
-        self._closed = False
-        self._getters: deque[asyncio.Future[None]] = deque()
-        # Putters only wait in when_full = "block"; they are all woken when room may have appeared.
-        self._putters: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def held_bytes(self) -> int:
-        return self._held_bytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def _has_room(self, nbytes: int) -> bool:
-        if len(self._items) >= self._capacity:
-            return False
-        # A batch larger than max_bytes still goes in when nothing else is held, or it could never be sent.
-        return self._held_bytes + nbytes <= self._max_bytes or self._held_bytes == 0
-
-    def _push(self, batch: Batch) -> None:
-        self._items.append(batch)
-        self._held_bytes += batch.nbytes
-        _wake_one(self._getters)
-
-    def offer(self, batch: Batch) -> bool:
-        if self._closed or not self._has_room(batch.nbytes):
-            return False
-        self._push(batch)
-        return True
-
-    async def put(self, batch: Batch, timeout_s: float) -> bool:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout_s
-        while not self._closed:
-            if self._has_room(batch.nbytes):
-                self._push(batch)
-                return True
-            remaining = end - loop.time()
-            if remaining <= 0:
-                return False
-            fut: asyncio.Future[None] = loop.create_future()
-            self._putters.append(fut)
-            try:
-                await asyncio.wait({fut}, timeout=remaining)
-            finally:
-                fut.cancel()
-        return False
-
-    async def get(self) -> QueueItem | None:
-        while not self._items:
-            if self._closed:
-                return None
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._getters.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                # Woken and cancelled at once: pass the wake-up on so the batch is not left waiting.
-                if fut.done() and not fut.cancelled() and self._items:
-                    _wake_one(self._getters)
-                raise
-        batch = self._items.popleft()
-        _wake_all(self._putters)
-        return QueueItem(batch)
-
-    def done(self, item: QueueItem) -> None:
-        self._held_bytes -= item.batch.nbytes
-        _wake_all(self._putters)
-
-    def close(self) -> None:
-        self._closed = True
-        _wake_all(self._getters)
-        _wake_all(self._putters)
-
-    def drain(self) -> list[Batch]:
-        left = list(self._items)
-        self._items.clear()
-        self._held_bytes -= sum(b.nbytes for b in left)
-        _wake_all(self._putters)
-        return left
-
-
-# --------------------------------------------------------------------------------------------- sender chain
-
-
-class TimeoutStage:
-    """Bounds one send attempt; expiry is retryable (the backend may just be slow)."""
-
-    def __init__(self, send: SendFn, timeout_s: float) -> None:
-        self._send = send
-        self._timeout_s = timeout_s
-
-    async def __call__(self, batch: Batch) -> PartialSuccess | None:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await self._send(batch)
-        except TimeoutError:
-            raise RetryableExportError(f"no answer within {self._timeout_s * 1000:.0f} ms (timeout_ms)") from None
-
-
-class Stopping:
-    """Shared by the stages: set when shutdown begins, with its deadline (so waits can be cut short)."""
-
-    def __init__(self) -> None:
-        self.deadline: float | None = None
-        self.event = asyncio.Event()
-
-    def begin(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.event.set()
-
-
-class FailureTracker:
-    """Feeds the health check: failing since when, and why."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self.failing_since: float | None = None
-        self.last_error = ""
-
-    def failed(self, error: str) -> None:
-        if self.failing_since is None:
-            self.failing_since = self._clock.monotonic()
-        self.last_error = error
-
-    def ok(self) -> None:
-        self.failing_since = None
-
-
-class Backoff:
-    """The wait before each retry of one batch (pure: no clock, no sleep)."""
-
-    def __init__(self, cfg: RetryConfig, rng: random.Random) -> None:
-        self._interval = cfg.initial_interval_ms / 1000.0
-        self._max = cfg.max_interval_ms / 1000.0
-        self._factor = cfg.randomization_factor
-        self._multiplier = cfg.multiplier
-        self._rng = rng
-
-    def next_delay(self) -> float:
-        spread = self._interval * self._factor
-        delay = self._rng.uniform(self._interval - spread, self._interval + spread)
-        self._interval = min(self._interval * self._multiplier, self._max)
-        return delay
-
-
-class RetryStage:
-    """Retries retryable failures with backoff; gives up by raising Undelivered with the drop reason."""
-
-    def __init__(
-        self,
-        send: SendFn,
-        cfg: RetryConfig,
-        *,
-        clock: Clock,
-        sleep: SleepFn,
-        rng: random.Random,
-        metrics: ExporterMetrics,
-        log: RateLimitedLog,
-        stopping: Stopping,
-        failures: FailureTracker,
-    ) -> None:
-        self._send = send
-        self._cfg = cfg
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng
-        self._metrics = metrics
-        self._log = log
-        self._stopping = stopping
-        self._failures = failures
-        self._max_elapsed_s = cfg.max_elapsed_ms / 1000.0
-
-    async def __call__(self, batch: Batch) -> PartialSuccess | None:
-        started = self._clock.monotonic()
-        backoff = Backoff(self._cfg, self._rng)
-        while True:
-            try:
-                result = await self._send(batch)
-            except RetryableExportError as exc:
-                self._attempt_failed(batch, exc.reason)
-                delay = self._next_delay(backoff, exc, started)
-                self._log.log(
-                    logging.WARNING,
-                    "retrying",
-                    "export failed, will retry",
-                    exporter=self._metrics.exporter,
-                    signal=batch.signal.value,
-                    items=batch.items,
-                    error=exc.reason,
-                    retry_in_s=round(delay, 3),
-                )
-                await self._wait(delay, exc.reason)
-                self._metrics.retried()
-                continue
-            except PermanentExportError as exc:
-                self._attempt_failed(batch, exc.reason)
-                raise Undelivered(PERMANENT_ERROR, exc.reason) from exc
-            except Exception as exc:
-                # A send function must translate its client's errors; one that leaks is a bug that would
-                # repeat on every retry, so the batch is dropped (counted) and the worker lives on.
-                detail = f"unexpected {type(exc).__name__} from send: {exc}"
-                self._attempt_failed(batch, detail)
-                raise Undelivered(PERMANENT_ERROR, detail) from exc
-            self._failures.ok()
-            return result
-
-    def _attempt_failed(self, batch: Batch, reason: str) -> None:
-        self._metrics.send_failed(batch.signal, batch.items)
-        self._failures.failed(reason)
-
-    def _next_delay(self, backoff: Backoff, exc: RetryableExportError, started: float) -> float:
-        if not self._cfg.enabled:
-            raise Undelivered(RETRIES_EXHAUSTED, f"{exc.reason} (retry_on_failure is disabled)") from exc
-        delay = backoff.next_delay()
-        if exc.retry_after_s is not None:
-            delay = max(delay, exc.retry_after_s)  # the server knows best when it can take data again
-        elapsed = self._clock.monotonic() - started
-        if self._max_elapsed_s and elapsed + delay > self._max_elapsed_s:
-            raise Undelivered(
-                RETRIES_EXHAUSTED,
-                f"{exc.reason} (gave up after {elapsed:.1f}s; the next retry would pass max_elapsed_ms)",
-            ) from exc
-        return delay
-
-    async def _wait(self, delay: float, error: str) -> None:
-        """Sleep ``delay`` unless shutdown's deadline comes first: then give up at once, nothing to wait for."""
-        stopping = self._stopping
-        if stopping.deadline is None:
-            begun = self._clock.monotonic()
-            sleeper = asyncio.ensure_future(self._sleep(delay))
-            stopper = asyncio.ensure_future(stopping.event.wait())
-            try:
-                done, _ = await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                stopper.cancel()
-            if sleeper in done:
-                sleeper.result()
-                return
-            # Shutdown began during the wait: finish it only if the retry can still happen before the deadline.
-            delay = max(0.0, delay - (self._clock.monotonic() - begun))
-        assert stopping.deadline is not None
-        if self._clock.monotonic() + delay > stopping.deadline:
-            raise Undelivered(SHUTDOWN, f"{error} (shutting down before the next retry)")
-        await self._sleep(delay)
-
-
-# --------------------------------------------------------------------------------------------- the helper
-
 
 class _State(enum.Enum):
     NEW = "not started"
@@ -488,7 +97,7 @@ class _State(enum.Enum):
 
 
 class ExporterHelper:
-    """The Consumer of a queued exporter: queue, workers, retry, timeout, outcome accounting and health."""
+    """The Consumer of a queued exporter: queue, workers, batching, retry, timeout, outcomes and health."""
 
     def __init__(
         self,
@@ -502,12 +111,16 @@ class ExporterHelper:
     ) -> None:
         self._id = str(settings.id)
         self._clock = settings.clock
+        self._sleep = sleep
         self._logger = settings.logger
         self._log = RateLimitedLog(settings.logger, clock=settings.clock)
         self._metrics = settings.metrics.exporter(self._id)
+        self._delivery_metrics = delivery_metrics(settings.metrics)
+        self._ledger = ledger_for(settings.metrics)
         self._health: HealthRegistry = settings.health
         self._health_name = f"exporter/{self._id}"
-        self._stopping = Stopping()
+        qcfg = cfg.sending_queue
+        self._stopping = Stopping(keeps_data=qcfg.enabled and qcfg.type == "disk")
         self._failures = FailureTracker(settings.clock)
         self._send: SendFn = RetryStage(
             TimeoutStage(send, cfg.timeout_ms / 1000.0),
@@ -520,14 +133,18 @@ class ExporterHelper:
             stopping=self._stopping,
             failures=self._failures,
         )
-        qcfg = cfg.sending_queue
+        if cfg.batch is not None and not qcfg.enabled:
+            key = format_path((settings.kind.value, self._id, "batch"))
+            raise ConfigError([f"{key}: batching happens after the queue; it needs sending_queue.enabled = true"])
         self._queue: SendingQueue | None = None
         if qcfg.enabled:
-            self._queue = queue if queue is not None else MemoryQueue(qcfg.queue_size, qcfg.max_bytes)
+            self._queue = queue if queue is not None else self._make_queue(cfg, settings)
+        self._batch = cfg.batch
         self._num_consumers = qcfg.num_consumers
         self._block_s = qcfg.block_timeout_ms / 1000.0 if qcfg.when_full == "block" else 0.0
         self._state = _State.NEW
         self._runner: asyncio.Task[None] | None = None
+        self._stage: BatchStage | None = None
         self._shutdown_task: asyncio.Future[None] | None = None
         self._shutdown_dropped = 0
         # Sends running in callers' tasks (queue disabled), so shutdown can let them finish first.
@@ -539,6 +156,31 @@ class ExporterHelper:
         self._metrics.queue_capacity.set(queue_ref.capacity if queue_ref is not None else 0)
         # Read at scrape time: always current, and no gauge update on the data path.
         self._metrics.queue_size.set_function(lambda: len(queue_ref) if queue_ref is not None else 0)
+        self._delivery_metrics.queue_bytes.labels(self._id).set_function(
+            lambda: queue_ref.held_bytes if queue_ref is not None else 0
+        )
+        if isinstance(queue_ref, DiskQueue):
+            self._delivery_metrics.queue_disk_bytes.labels(self._id).set_function(lambda: queue_ref.disk_bytes)
+
+    def _make_queue(self, cfg: ExporterHelperConfig, settings: CreateSettings) -> SendingQueue:
+        qcfg = cfg.sending_queue
+        if qcfg.type == "disk":
+            return DiskQueue(
+                qcfg.path,
+                capacity=qcfg.queue_size,
+                max_bytes=qcfg.max_bytes,
+                fsync=qcfg.fsync,
+                fsync_interval_s=qcfg.fsync_interval_ms / 1000.0,
+                exporter=self._id,
+                metrics=self._delivery_metrics,
+                logger=settings.logger,
+                log=self._log,
+            )
+        return MemoryQueue(qcfg.queue_size, qcfg.max_bytes)
+
+    @property
+    def queue(self) -> SendingQueue | None:
+        return self._queue
 
     # Consumer --------------------------------------------------------------------------------------------
 
@@ -549,24 +191,33 @@ class ExporterHelper:
     async def consume(self, batch: Batch) -> None:
         if self._state is not _State.RUNNING:
             raise Refused(f"exporter {self._id} is {self._state.value}")
-        if self._queue is None:
+        queue = self._queue
+        if queue is None:
             await self._send_now(batch)
             return
-        if self._queue.offer(batch):
-            return
-        if self._block_s > 0 and await self._queue.put(batch, self._block_s):
-            return
+        try:
+            queue.offer(batch)
+        except Refused as refused:
+            if not self._block_s:
+                raise self._enqueue_failed(batch, refused) from None
+            try:
+                await queue.put(batch, self._block_s)
+            except Refused as still:
+                raise self._enqueue_failed(batch, still) from None
+        await queue.sync()
+
+    def _enqueue_failed(self, batch: Batch, refused: Refused) -> Refused:
         self._metrics.enqueue_failed(batch.signal, batch.items)
         self._log.log(
             logging.WARNING,
             "queue_full",
-            "sending queue is full, refusing data",
+            "sending queue refused data",
             exporter=self._id,
             signal=batch.signal.value,
             items=batch.items,
-            queue_capacity=self._queue.capacity,
+            reason=refused.reason,
         )
-        raise Refused(f"the sending queue of exporter {self._id} is full")
+        return Refused(f"exporter {self._id}: {refused.reason}", refused.retry_after_s)
 
     async def _send_now(self, batch: Batch) -> None:
         self._sync_inflight += 1
@@ -589,6 +240,10 @@ class ExporterHelper:
     async def start(self) -> None:
         if self._state is not _State.NEW:
             return
+        if self._queue is not None:
+            await self._queue.start()  # a disk queue recovers here; StartError propagates
+            queue = self._queue
+            self._ledger.hold(self, f"exporter/{self._id}", lambda: queue.held_bytes)
         self._state = _State.RUNNING
         self._health.register(self._health_name, self._check)
         if self._queue is not None:
@@ -601,6 +256,7 @@ class ExporterHelper:
         await asyncio.shield(self._shutdown_task)
 
     async def _shutdown(self, deadline: float) -> None:
+        was_running = self._state is _State.RUNNING
         self._state = _State.STOPPING
         self._stopping.begin(deadline)
         if self._queue is not None:
@@ -609,7 +265,7 @@ class ExporterHelper:
             runner = self._runner
             await asyncio.wait({runner}, timeout=max(0.0, deadline - self._clock.monotonic()))
             if not runner.done():
-                runner.cancel()  # the TaskGroup cancels the workers; each counts its batch in flight
+                runner.cancel()  # the TaskGroup cancels the workers; each settles its batch in flight
                 await asyncio.wait({runner})
             if not runner.cancelled() and runner.exception() is not None:
                 self._logger.error("exporter %s: send workers failed", self._id, exc_info=runner.exception())
@@ -619,9 +275,13 @@ class ExporterHelper:
                 await asyncio.wait({idle}, timeout=max(0.0, deadline - self._clock.monotonic()))
             finally:
                 idle.cancel()
+        if self._stage is not None:
+            self._stage.settle_leftovers()
         if self._queue is not None:
             for batch in self._queue.drain():
                 self._drop_at_shutdown(batch)
+            if was_running:
+                await self._queue.stop()
         if self._shutdown_dropped:
             self._logger.error(
                 "exporter %s: shutdown deadline reached, %d items dropped",
@@ -629,35 +289,62 @@ class ExporterHelper:
                 self._shutdown_dropped,
                 extra={"fields": {"exporter": self._id, "dropped_items": self._shutdown_dropped}},
             )
+        self._ledger.release(self)
         self._health.unregister(self._health_name)
         self._state = _State.STOPPED
 
     # Workers ---------------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for i in range(self._num_consumers):
-                tg.create_task(self._worker(), name=f"exporter/{self._id}/sender-{i}")
-
-    async def _worker(self) -> None:
         queue = self._queue
         assert queue is not None
-        while (item := await queue.get()) is not None:
-            try:
-                await self._deliver(item.batch)
-            finally:
-                queue.done(item)
+        async with asyncio.TaskGroup() as tg:
+            if self._batch is None:
+                for i in range(self._num_consumers):
+                    tg.create_task(self._worker(queue), name=f"exporter/{self._id}/sender-{i}")
+                return
+            self._stage = BatchStage(
+                queue,
+                self._batch,
+                Delivery(self._deliver, self._settle),
+                clock=self._clock,
+                sleep=self._sleep,
+                senders=self._num_consumers,
+                sends=self._delivery_metrics.exporter_batch_sends,
+                exporter=self._id,
+            )
+            self._stage.run(tg)
 
-    async def _deliver(self, batch: Batch) -> None:
+    async def _worker(self, queue: SendingQueue) -> None:
+        while (item := await queue.get()) is not None:
+            decided = False
+            try:
+                decided = await self._deliver(item.batch)
+            finally:
+                self._settle([item], decided)
+
+    async def _deliver(self, batch: Batch) -> bool:
+        """Send and record the outcome; False when shutdown cut it short (undecided: kept or counted)."""
         try:
             result = await self._send(batch)
         except Undelivered as exc:
+            if exc.reason == SHUTDOWN:
+                return False
             self._record_drop(batch, exc)
-            return
-        except asyncio.CancelledError:
-            self._drop_at_shutdown(batch)
-            raise
+            return True
         self._record_sent(batch, result)
+        return True
+
+    def _settle(self, items: Sequence[QueueItem], decided: bool) -> None:
+        queue = self._queue
+        assert queue is not None
+        for item in items:
+            if decided:
+                queue.done(item)
+                continue
+            if not queue.persistent:
+                self._drop_at_shutdown(item.batch)
+            queue.keep(item)
 
     # Outcomes --------------------------------------------------------------------------------------------
 
@@ -681,9 +368,6 @@ class ExporterHelper:
         )
 
     def _record_drop(self, batch: Batch, exc: Undelivered) -> None:
-        if exc.reason == SHUTDOWN:
-            self._drop_at_shutdown(batch)
-            return
         self._metrics.dropped(batch.signal, batch.items, exc.reason)
         self._log.log(
             logging.ERROR,
@@ -760,7 +444,12 @@ class QueuedExporter:
             return
         await self.sender.start()
         self._sender_started = True
-        await self.helper.start()
+        try:
+            await self.helper.start()
+        except BaseException:
+            self._closed = True
+            await self.sender.close()
+            raise
 
     async def shutdown(self, deadline: float) -> None:
         # Drain first: the client must stay open for the batches still queued.

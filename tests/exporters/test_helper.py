@@ -293,8 +293,9 @@ def test_memory_queue_bounds_bytes_but_never_starves_a_big_batch() -> None:
     q = MemoryQueue(capacity=10, max_bytes=100)
     big = spans(5, 5)
     assert big.nbytes > 100
-    assert q.offer(big)  # nothing else held: it must be able to go
-    assert not q.offer(spans(1, 1))  # now over budget
+    q.offer(big)  # nothing else held: it must be able to go
+    with pytest.raises(Refused, match="max_bytes"):
+        q.offer(spans(1, 1))  # now over budget
     assert len(q) == 1
     assert q.held_bytes == big.nbytes
 
@@ -303,13 +304,25 @@ def test_memory_queue_bounds_bytes_but_never_starves_a_big_batch() -> None:
 async def test_memory_queue_releases_bytes_on_done() -> None:
     q = MemoryQueue(capacity=10, max_bytes=1000)
     a, b = spans(1, 1), spans(1, 1)
-    small = Batch(Signal.TRACES, a.message, 1, 600)
-    assert q.offer(small)
+    q.offer(Batch(Signal.TRACES, a.message, 1, 600))
     item = await q.get()
     assert item is not None
-    assert not q.offer(Batch(Signal.TRACES, b.message, 1, 600))  # the first is still held while being sent
+    with pytest.raises(Refused):
+        q.offer(Batch(Signal.TRACES, b.message, 1, 600))  # the first is still held while being sent
     q.done(item)
-    assert q.offer(Batch(Signal.TRACES, b.message, 1, 600))
+    q.offer(Batch(Signal.TRACES, b.message, 1, 600))
+    assert len(q) == 1
+
+
+def test_memory_queue_refuses_past_queue_size_and_when_closed() -> None:
+    q = MemoryQueue(capacity=1, max_bytes=10_000)
+    q.offer(spans(1, 1))
+    with pytest.raises(Refused, match="queue_size"):
+        q.offer(spans(1, 1))
+    q.close()
+    assert [b.items for b in q.drain()] == [1]
+    with pytest.raises(Refused, match="closed"):
+        q.offer(spans(1, 1))
 
 
 # ----------------------------------------------------------------------------------------- lifecycle

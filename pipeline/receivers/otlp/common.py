@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -57,16 +58,32 @@ ACCEPTED = Result(Outcome.OK)
 DRAINING = Result(Outcome.DRAINING, "the receiver is shutting down", DEFAULT_RETRY_AFTER_S)
 
 
+Admission = Callable[[], Refused | None]
+
+
+def _admit_all() -> Refused | None:
+    return None
+
+
 class Ingest:
     """Decode, validate, deliver and count the export requests of one signal arriving on one transport."""
 
-    __slots__ = ("_errors", "_metrics", "_next", "_signal", "_what")
+    __slots__ = ("_admission", "_errors", "_metrics", "_next", "_signal", "_what")
 
-    def __init__(self, signal: Signal, next_: Consumer, metrics: ReceiverMetrics, errors: RateLimitedLog) -> None:
+    def __init__(
+        self,
+        signal: Signal,
+        next_: Consumer,
+        metrics: ReceiverMetrics,
+        errors: RateLimitedLog,
+        admission: Admission = _admit_all,
+    ) -> None:
         self._signal = signal
         self._next = next_
         self._metrics = metrics
         self._errors = errors
+        # Asked before a request is read: the memory limiters' verdict (pipeline/delivery/ledger.py).
+        self._admission = admission
         self._what = signal.request_type.DESCRIPTOR.name
 
     @property
@@ -91,6 +108,16 @@ class Ingest:
         if problem is not None:
             return self.reject(Outcome.INVALID, problem, batch.items)
         return await self.deliver(batch)
+
+    def admit(self) -> Result | None:
+        """None when the pipeline may take a request now; otherwise the refusal to answer without reading or
+        decoding it (admission control: an over-limit daemon spends no memory on data it cannot hold). The
+        items are unknown, so only the request is counted (outcome "refused")."""
+        refused = self._admission()
+        if refused is None:
+            return None
+        self._metrics.request(self._signal, Outcome.REFUSED.value)
+        return Result(Outcome.REFUSED, refused.reason[:MAX_MESSAGE_CHARS], max(0.0, refused.retry_after_s))
 
     def reject(self, outcome: Outcome, message: str, items: int = 0) -> Result:
         """Count a request answered without reaching the pipeline (bad data, wrong content type, draining...)."""

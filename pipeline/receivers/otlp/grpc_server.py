@@ -80,7 +80,9 @@ def _handler(ingest: Ingest, gate: DrainGate, include_metadata: bool) -> Handler
         if not gate.enter():
             return _answer(context, signal, ingest.reject(Outcome.DRAINING, ""))
         try:
-            result = await ingest.raw(request, _metadata(context) if include_metadata else EMPTY_METADATA)
+            result = ingest.admit() or await ingest.raw(
+                request, _metadata(context) if include_metadata else EMPTY_METADATA
+            )
         finally:
             gate.leave()
         if result is ACCEPTED:

@@ -178,12 +178,13 @@ class HttpServer:
         if not self._gate.enter():
             return self._render(ingest.signal, ingest.reject(Outcome.DRAINING, ""), codec, cors)
         try:
-            result = await self._export(request, ingest, codec)
+            early = ingest.admit()
+            result = early or await self._export(request, ingest, codec)
         finally:
             self._gate.leave()
         response = self._render(ingest.signal, result, codec, cors)
-        if result.outcome is Outcome.TOO_LARGE:
-            response.force_close()  # the rest of the body was never read
+        if early is not None or result.outcome is Outcome.TOO_LARGE:
+            response.force_close()  # the body (or the rest of it) was never read
         return response
 
     async def _export(self, request: web.BaseRequest, ingest: Ingest, codec: _Codec) -> Result:

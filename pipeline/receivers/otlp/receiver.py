@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from pipeline.component import CreateSettings
 from pipeline.consumer import Consumer
+from pipeline.delivery.ledger import ledger_for
 from pipeline.errors import StartError
 from pipeline.model import Signal
 from pipeline.receivers.otlp.common import Ingest
@@ -34,6 +35,8 @@ class OtlpReceiver:
         self._state = "created"
         errors = RateLimitedLog(settings.logger, clock=settings.clock)
         component_id = str(settings.id)
+        # Admission control: every memory limiter of the daemon is asked before a request is read.
+        admission = ledger_for(settings.metrics).refusal
         self._grpc: GrpcServer | None = None
         self._http: HttpServer | None = None
         if config.grpc_endpoint:
@@ -41,7 +44,7 @@ class OtlpReceiver:
             self._grpc = GrpcServer(
                 self._component,
                 config.grpc_endpoint,
-                {s: Ingest(s, c, metrics, errors) for s, c in nexts.items()},
+                {s: Ingest(s, c, metrics, errors, admission) for s, c in nexts.items()},
                 self._gate,
                 config.max_recv_bytes,
                 config.include_metadata,
@@ -58,7 +61,7 @@ class OtlpReceiver:
                 self._component,
                 host,
                 port,
-                {paths[s]: Ingest(s, c, metrics, errors) for s, c in nexts.items()},
+                {paths[s]: Ingest(s, c, metrics, errors, admission) for s, c in nexts.items()},
                 frozenset(p for s, p in paths.items() if s not in nexts),
                 self._gate,
                 config.max_recv_bytes,
