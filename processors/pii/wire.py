@@ -1,0 +1,350 @@
+"""Map bulk-pass hits (byte ranges in a serialized export request) back to the values that hold them.
+
+The walk reads the protobuf wire format of the request just deep enough: it skips every field that no hit
+touches (one tag and one length per span, no Python object per span) and descends only into the fields that a
+hit overlaps, down to the attribute (KeyValue), string field or log body that holds it. What it returns are
+*targets*: where the value lives in the message (a path of field names and indices for the protobuf API) and
+its byte range in the buffer. Schemas come from the message descriptors, so field numbers cannot drift from
+the generated code.
+
+Every string a backend stores is covered: resource, scope, span, event and link attributes, span names,
+status messages, event names, log bodies and attributes, metric data point and exemplar attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from google.protobuf.descriptor import Descriptor
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    Exemplar,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+    Summary,
+    SummaryDataPoint,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from pipeline.model import Signal
+
+# What a schema field holds.
+MSG = 0  # a message to descend into
+KVS = 1  # a repeated KeyValue (attributes): each occurrence is a target
+STR = 2  # a string to scan (span name, status message, event name)
+ANY = 3  # an AnyValue (log body)
+
+# A path from the request to a message: (field name, index) steps, index -1 for a singular field.
+Path = tuple[tuple[str, int], ...]
+# (kind, path of the message holding the field, field name, index or -1, start and end of the field's bytes,
+# first and last+1 index of the hits overlapping it). Without hits (first == last), a target is only there for
+# its key (``every`` mode).
+Target = tuple[int, Path, str, int, int, int, int, int]
+
+
+class WireError(ValueError):
+    """The bytes are not a well-formed protobuf message (they parsed before, so this is a bug or corruption)."""
+
+
+class Node:
+    """The fields of one message type that the walk cares about."""
+
+    __slots__ = ("fields", "size")
+
+    def __init__(self, fields: Mapping[int, tuple[int, str, Node | None, bool]]) -> None:
+        # field number -> (kind, field name, child node for MSG, repeated)
+        self.fields = dict(fields)
+        # One more than the highest field number listed: the length of a per-field counter list.
+        self.size = max(self.fields, default=0) + 1
+
+
+def _node(descriptor: Descriptor, spec: Mapping[str, int | Node]) -> Node:
+    fields: dict[int, tuple[int, str, Node | None, bool]] = {}
+    for name, what in spec.items():
+        f = descriptor.fields_by_name[name]
+        if isinstance(what, Node):
+            fields[f.number] = (MSG, name, what, f.is_repeated)
+        else:
+            fields[f.number] = (what, name, None, f.is_repeated)
+    return Node(fields)
+
+
+_RESOURCE = _node(Resource.DESCRIPTOR, {"attributes": KVS})
+_SCOPE = _node(InstrumentationScope.DESCRIPTOR, {"attributes": KVS})
+_EVENT = _node(Span.Event.DESCRIPTOR, {"name": STR, "attributes": KVS})
+_LINK = _node(Span.Link.DESCRIPTOR, {"attributes": KVS})
+_STATUS = _node(Status.DESCRIPTOR, {"message": STR})
+_SPAN = _node(Span.DESCRIPTOR, {"name": STR, "attributes": KVS, "events": _EVENT, "links": _LINK, "status": _STATUS})
+_TRACES = _node(
+    ExportTraceServiceRequest.DESCRIPTOR,
+    {
+        "resource_spans": _node(
+            ResourceSpans.DESCRIPTOR,
+            {"resource": _RESOURCE, "scope_spans": _node(ScopeSpans.DESCRIPTOR, {"scope": _SCOPE, "spans": _SPAN})},
+        )
+    },
+)
+_LOGS = _node(
+    ExportLogsServiceRequest.DESCRIPTOR,
+    {
+        "resource_logs": _node(
+            ResourceLogs.DESCRIPTOR,
+            {
+                "resource": _RESOURCE,
+                "scope_logs": _node(
+                    ScopeLogs.DESCRIPTOR,
+                    {"scope": _SCOPE, "log_records": _node(LogRecord.DESCRIPTOR, {"body": ANY, "attributes": KVS})},
+                ),
+            },
+        )
+    },
+)
+_EXEMPLAR = _node(Exemplar.DESCRIPTOR, {"filtered_attributes": KVS})
+_NUMBER_DP = _node(NumberDataPoint.DESCRIPTOR, {"attributes": KVS, "exemplars": _EXEMPLAR})
+_METRIC = _node(
+    Metric.DESCRIPTOR,
+    {
+        "gauge": _node(Gauge.DESCRIPTOR, {"data_points": _NUMBER_DP}),
+        "sum": _node(Sum.DESCRIPTOR, {"data_points": _NUMBER_DP}),
+        "histogram": _node(
+            Histogram.DESCRIPTOR,
+            {"data_points": _node(HistogramDataPoint.DESCRIPTOR, {"attributes": KVS, "exemplars": _EXEMPLAR})},
+        ),
+        "exponential_histogram": _node(
+            ExponentialHistogram.DESCRIPTOR,
+            {
+                "data_points": _node(
+                    ExponentialHistogramDataPoint.DESCRIPTOR, {"attributes": KVS, "exemplars": _EXEMPLAR}
+                )
+            },
+        ),
+        "summary": _node(Summary.DESCRIPTOR, {"data_points": _node(SummaryDataPoint.DESCRIPTOR, {"attributes": KVS})}),
+        "metadata": KVS,
+    },
+)
+_METRICS = _node(
+    ExportMetricsServiceRequest.DESCRIPTOR,
+    {
+        "resource_metrics": _node(
+            ResourceMetrics.DESCRIPTOR,
+            {
+                "resource": _RESOURCE,
+                "scope_metrics": _node(ScopeMetrics.DESCRIPTOR, {"scope": _SCOPE, "metrics": _METRIC}),
+            },
+        )
+    },
+)
+
+SCHEMAS: Mapping[Signal, Node] = {Signal.TRACES: _TRACES, Signal.LOGS: _LOGS, Signal.METRICS: _METRICS}
+
+
+def varint(buf: bytes, i: int) -> tuple[int, int]:
+    """Decode a varint at ``i``: (value, index after it)."""
+    result = 0
+    shift = 0
+    while True:
+        if i >= len(buf):
+            raise WireError("truncated varint")
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+        if shift > 63:
+            raise WireError("varint too long")
+
+
+class _Walk:
+    __slots__ = ("buf", "ends", "every", "n", "out", "starts")
+
+    def __init__(self, buf: bytes, starts: Sequence[int], ends: Sequence[int], every: bool) -> None:
+        self.buf = buf
+        self.starts = starts
+        self.ends = ends
+        self.n = len(starts)
+        self.every = every
+        self.out: list[Target] = []
+
+    def walk(self, lo: int, hi: int, node: Node, path: Path, h: int) -> int:
+        """Walk the message in buf[lo:hi]; ``h`` is the first hit that may still overlap what comes next (fields
+        are visited in byte order, so it only moves forward). Returns the updated ``h``."""
+        buf, fields, starts, ends, n, every = self.buf, node.fields, self.starts, self.ends, self.n, self.every
+        seen = [-1] * node.size  # occurrences so far of each repeated field: the protobuf index
+        out = self.out
+        i = lo
+        while i < hi:
+            # Nothing left to find in this message: the next hit starts after it (or there is none).
+            if not every and (h >= n or starts[h] >= hi):
+                return h
+            tag = buf[i]
+            if tag < 0x80:
+                i += 1
+            else:
+                tag, i = varint(buf, i)
+            if tag & 7 == 2:
+                length = buf[i]
+                if length < 0x80:
+                    i += 1
+                else:
+                    length, i = varint(buf, i)
+                start = i
+                i += length
+                spec = fields.get(tag >> 3)
+                if spec is None:
+                    continue
+                kind, name, child, repeated = spec
+                index = -1
+                if repeated:
+                    index = seen[tag >> 3] = seen[tag >> 3] + 1
+                while h < n and ends[h] <= start:
+                    h += 1
+                if (h >= n or starts[h] >= i) and (not every or (kind != MSG and kind != KVS)):
+                    continue  # no hit inside this field
+                if i > hi:
+                    raise WireError("field runs past its message")
+                if kind == MSG:
+                    assert child is not None
+                    h = self.walk(start, i, child, (*path, (name, index)), h)
+                else:
+                    last = h
+                    while last < n and starts[last] < i:
+                        last += 1
+                    out.append((kind, path, name, index, start, i, h, last))
+            else:
+                wire_type = tag & 7
+                if wire_type == 0:
+                    while buf[i] >= 0x80:
+                        i += 1
+                    i += 1
+                elif wire_type == 1:
+                    i += 8
+                elif wire_type == 5:
+                    i += 4
+                else:
+                    raise WireError(f"unsupported wire type {wire_type}")
+        if i != hi:
+            raise WireError("field runs past its message")
+        return h
+
+
+def locate(signal: Signal, buf: bytes, starts: Sequence[int], ends: Sequence[int], every: bool = False) -> list[Target]:
+    """Targets whose bytes overlap a hit [starts[k], ends[k]) (sorted, non-overlapping); with ``every``, also
+    every attribute that no hit touches (for key rules that no literal can prefilter)."""
+    walk = _Walk(buf, starts, ends, every)
+    try:
+        walk.walk(0, len(buf), SCHEMAS[signal], (), 0)
+    except IndexError:
+        raise WireError("truncated message") from None
+    return walk.out
+
+
+def key_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int]:
+    """A KeyValue's key range and its AnyValue's range ((-1, -1) when the value is absent)."""
+    ks = ke = vs = ve = -1
+    i = start
+    while i < end:
+        tag, i = varint(buf, i)
+        wire_type = tag & 7
+        if wire_type != 2:
+            i = _skip(buf, i, wire_type)
+            continue
+        length, i = varint(buf, i)
+        number = tag >> 3
+        if number == 1:
+            ks, ke = i, i + length
+        elif number == 2:
+            vs, ve = i, i + length
+        i += length
+    if ks < 0:
+        ks = ke = start  # an empty key is not written on the wire
+    return ks, ke, vs, ve
+
+
+def key_and_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int, int]:
+    """A KeyValue's key range, then its value's kind and content range (see ``any_value``). The layout every
+    encoder writes (key, then a value holding one string, lengths below 16 KiB) is read inline; anything else
+    goes the long way."""
+    if buf[start] == 0x0A and buf[start + 1] < 0x80:
+        ks = start + 2
+        ke = ks + buf[start + 1]
+        if ke + 3 < end and buf[ke] == 0x12:
+            n = buf[ke + 1]
+            vs = ke + 2
+            if n >= 0x80:
+                if buf[vs] >= 0x80:
+                    return _key_and_value(buf, start, end)
+                n = (n & 0x7F) | (buf[vs] << 7)
+                vs += 1
+            if vs + n == end and buf[vs] == 0x0A:
+                n = buf[vs + 1]
+                s = vs + 2
+                if n >= 0x80:
+                    if buf[s] >= 0x80:
+                        return _key_and_value(buf, start, end)
+                    n = (n & 0x7F) | (buf[s] << 7)
+                    s += 1
+                if s + n == end:
+                    return ks, ke, ANY_STRING, s, end
+    return _key_and_value(buf, start, end)
+
+
+def _key_and_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int, int]:
+    ks, ke, vs, ve = key_value(buf, start, end)
+    if vs < 0:
+        return ks, ke, ANY_EMPTY, vs, vs
+    kind, s, e = any_value(buf, vs, ve)
+    return ks, ke, kind, s, e
+
+
+# AnyValue kinds as the walk reports them.
+ANY_EMPTY = 0
+ANY_STRING = 1
+ANY_NESTED = 2  # array_value or kvlist_value: handled through the protobuf API
+ANY_OTHER = 3  # bool, int, double, bytes
+
+
+def any_value(buf: bytes, start: int, end: int) -> tuple[int, int, int]:
+    """(kind, start, end) of an AnyValue's content; for a string, the string's bytes."""
+    kind, s, e = ANY_EMPTY, start, start
+    i = start
+    while i < end:
+        tag, i = varint(buf, i)
+        wire_type = tag & 7
+        number = tag >> 3
+        if wire_type != 2:
+            i = _skip(buf, i, wire_type)
+            kind, s, e = ANY_OTHER, start, start
+            continue
+        length, i = varint(buf, i)
+        if number == 1:
+            kind, s, e = ANY_STRING, i, i + length
+        elif number in (5, 6):
+            kind, s, e = ANY_NESTED, i, i + length
+        else:
+            kind, s, e = ANY_OTHER, i, i + length
+        i += length
+    return kind, s, e
+
+
+def _skip(buf: bytes, i: int, wire_type: int) -> int:
+    if wire_type == 0:
+        return varint(buf, i)[1]
+    if wire_type == 1:
+        return i + 8
+    if wire_type == 5:
+        return i + 4
+    raise WireError(f"unsupported wire type {wire_type}")
