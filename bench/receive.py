@@ -4,7 +4,8 @@
 
 The daemon runs as a subprocess pinned to CPU 0; the load generator runs closed-loop in another process pinned
 to CPU 1. The figure is accepted spans (the daemon's own counter) per CPU-second of the daemon process, all
-threads counted, over a window after warm-up. Results go to bench/results/receive.{json,md}.
+threads counted, over a window after warm-up. Results go to bench/results/receive_transports.{json,md}
+(``python -m bench run receive`` writes the harness report of the receive scenario to results/receive.*).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from bench.procstat import cpu_seconds, rss_bytes
 
 TRACE_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 RESULTS = Path(__file__).parent / "results"
+# The harness writes results/receive.* for the receive scenario; this per-transport table has its own name.
+REPORT_NAME = "receive_transports"
 
 
 def free_port() -> int:
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_facts()
     report = {"benchmark": "receive", "machine": machine, "date": time.strftime("%Y-%m-%d"), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "receive.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{REPORT_NAME}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Receive path: OTLP -> otlp receiver -> nop exporter",
         "",
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['spans_per_second_wall']:,} | {r['daemon_cpu_utilisation']:.0%} | {r['requests_failed']} | "
             f"{r['peak_rss_bytes'] / 2**20:.0f} MiB |"
         )
-    (args.out / "receive.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{REPORT_NAME}.md").write_text("\n".join(lines) + "\n")
     return 0
 
 
