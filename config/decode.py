@@ -312,10 +312,18 @@ def _constraints(annotation: Any) -> dict[str, Any]:
 
 def _bounds(meta: Mapping[str, Any]) -> list[str]:
     operators = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-    parts = [f"{op} {meta[name]}" for name, op in operators if name in meta]
+    parts = [f"{op} {_number(meta[name])}" for name, op in operators if name in meta]
     if "multiple_of" in meta:
-        parts.append(f"a multiple of {meta['multiple_of']}")
+        parts.append(f"a multiple of {_number(meta['multiple_of'])}")
     return parts
+
+
+def _number(n: Any) -> str:
+    # typing caches Annotated[float, Meta(ge=0)] and Annotated[float, Meta(ge=0.0)] as one object (the Metas are
+    # equal), so which spelling a Struct sees depends on import order: print integral bounds one way.
+    if isinstance(n, float) and n.is_integer():
+        return str(int(n))
+    return str(n)
 
 
 def _lengths(meta: Mapping[str, Any], unit: str) -> list[str]:

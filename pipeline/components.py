@@ -6,6 +6,7 @@ from pipeline.component import Registry
 from pipeline.connectors import forward
 from pipeline.exporters import debug, file, nop, otlp, otlphttp
 from pipeline.receivers import otlp as otlp_receiver
+from processors import batch, memory_limiter, pii, tail_sampling
 
 
 def default_registry() -> Registry:
@@ -18,5 +19,9 @@ def default_registry() -> Registry:
             debug.FACTORY,
             nop.FACTORY,
             forward.FACTORY,
+            pii.FACTORY,
+            tail_sampling.FACTORY,
+            batch.FACTORY,
+            memory_limiter.FACTORY,
         ]
     )

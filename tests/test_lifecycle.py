@@ -25,6 +25,7 @@ SAMPLES: dict[tuple[Kind, str], dict[str, Any]] = {
     (Kind.EXPORTER, "otlp"): {"endpoint": "127.0.0.1:1", "insecure": True},
     (Kind.EXPORTER, "otlphttp"): {"endpoint": "http://127.0.0.1:1"},
     (Kind.EXPORTER, "file"): {"path": "{tmp}/{{signal}}.jsonl"},
+    (Kind.PROCESSOR, "tail_sampling"): {"policies": [{"name": "all", "type": "always_sample"}]},
 }
 
 FACTORIES = sorted(default_registry(), key=lambda f: (f.kind.value, f.type))

@@ -25,4 +25,6 @@ class Tool(Protocol):
 
 def tools() -> list[ModuleType]:
     """The tool modules, imported lazily so ``otelpipe run`` does not pay for them."""
-    return []
+    from pipeline.tools import pii_check, replay
+
+    return [pii_check, replay]
