@@ -16,7 +16,8 @@ When a trace is decided (``_decide``):
 Timing of a trace (first = arrival of its first span or record):
 - decided at first + decision_wait;
 - once its root span arrived (decision_wait_after_root > 0): decided as soon as no span came for
-  decision_wait_after_root; at first + decision_wait it keeps waiting for that quiet moment if spans still come;
+  min(decision_wait_after_root, decision_wait); at first + decision_wait it keeps waiting for that quiet moment
+  only if spans still come;
 - never later than first + max_trace_duration.
 
 Everything that leaves goes into an ``Outcome`` (requests to send, built by slicing) and every count into
@@ -153,7 +154,10 @@ class TailSampler:
         ``columns=False`` reads every span through the protobuf API (to measure or check the column path)."""
         self.cfg = cfg
         self._wait = cfg.decision_wait_ms / 1000.0
-        self._after_root = cfg.decision_wait_after_root_ms / 1000.0
+        # A quiet window longer than decision_wait would hold every rooted trace past decision_wait (to the
+        # max_trace_duration cap) whenever any span came in its first seconds: the quiet window never exceeds
+        # the wait, so a trace that went quiet is decided at decision_wait at the latest.
+        self._after_root = min(cfg.decision_wait_after_root_ms, cfg.decision_wait_ms) / 1000.0
         self._max_duration = cfg.max_trace_duration_s
         # Touch only the span fields a configured rule reads (each costs ~0.05 us per span through upb).
         self._read_times = uses(cfg.policies, c.Latency)

@@ -68,6 +68,20 @@ def test_rooted_trace_still_busy_at_decision_wait_is_capped_by_max_trace_duratio
     assert h.engine.stats.decided[("kept", "max_duration")] == 1
 
 
+def test_quiet_window_longer_than_decision_wait_does_not_hold_rooted_traces_past_it() -> None:
+    # decision_wait 2 s with the default 5 s quiet window: a rooted trace that went quiet is decided at 2 s, not
+    # held to the 4 s max_trace_duration cap.
+    h = Harness(config(KEEP_ALL, decision_wait_ms=2_000, decision_wait_after_root_ms=5_000))
+    t = tid()
+    h.send(request(span(t, root=True), span(t)))
+    h.advance(0.5)
+    h.send(request(span(t)))
+    h.advance(1.9)
+    assert not h.kept_spans
+    h.advance(0.1)
+    assert len(h.kept_spans) == 3
+
+
 def test_trace_without_root_is_not_held_past_decision_wait() -> None:
     h = Harness(config(KEEP_ALL, decision_wait_ms=10_000, decision_wait_after_root_ms=2_000))
     t = tid()
