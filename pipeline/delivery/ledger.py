@@ -15,7 +15,6 @@ coexist, and the old one's release must not remove the new one's entry.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily
@@ -86,13 +85,12 @@ class _BufferedCollector(Collector):
         yield family
 
 
-_LEDGERS: weakref.WeakKeyDictionary[SelfMetrics, BufferLedger] = weakref.WeakKeyDictionary()
+def _new_ledger(metrics: SelfMetrics) -> BufferLedger:
+    ledger = BufferLedger()
+    metrics.registry.register(_BufferedCollector(ledger))
+    return ledger
 
 
 def ledger_for(metrics: SelfMetrics) -> BufferLedger:
     """The daemon's ledger (created, and its gauge registered, on first use)."""
-    ledger = _LEDGERS.get(metrics)
-    if ledger is None:
-        ledger = _LEDGERS[metrics] = BufferLedger()
-        metrics.registry.register(_BufferedCollector(ledger))
-    return ledger
+    return metrics.shared("delivery.ledger", _new_ledger)

@@ -7,8 +7,6 @@ Components bind their label children once, at create time.
 
 from __future__ import annotations
 
-import weakref
-
 from prometheus_client import Counter, Gauge
 
 from pipeline.model import Signal
@@ -90,12 +88,6 @@ class DeliveryMetrics:
         )
 
 
-_ALL: weakref.WeakKeyDictionary[SelfMetrics, DeliveryMetrics] = weakref.WeakKeyDictionary()
-
-
 def delivery_metrics(metrics: SelfMetrics) -> DeliveryMetrics:
     """The delivery metrics registered in ``metrics``' registry (created on first use)."""
-    found = _ALL.get(metrics)
-    if found is None:
-        found = _ALL[metrics] = DeliveryMetrics(metrics)
-    return found
+    return metrics.shared("delivery.metrics", DeliveryMetrics)

@@ -8,6 +8,8 @@ process). Components get small bound views at create time; label lookups happen 
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector, disable_created_metrics
 from prometheus_client.metrics import MetricWrapperBase
@@ -16,6 +18,7 @@ from pipeline import __version__
 from pipeline.model import Signal
 
 P = "otelpipe"
+T = TypeVar("T")
 
 # The collector exposes no *_created series; they double the scrape size for nothing here.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -28,6 +31,7 @@ def _items(kind: str, what: str, doc: str, labels: list[str]) -> dict[Signal, tu
 class SelfMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, process_metrics: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._shared: dict[str, Any] = {}
         r = self.registry
         if process_metrics:
             # otelpipe_process_resident_memory_bytes, otelpipe_process_cpu_seconds_total, ...
@@ -74,6 +78,16 @@ class SelfMetrics:
         self.processor_dropped = Counter(
             f"{P}_processor_dropped_items", "items a processor dropped, by reason", [*pl, "reason"], registry=r
         )
+
+    def shared(self, key: str, build: Callable[[SelfMetrics], T]) -> T:
+        """What a component kind defines once per daemon (its own metric families, a ledger), built on first use.
+
+        A reload creates new component instances on the same registry while the old ones drain; registering
+        their families again would fail, so they share what the first instance built."""
+        found = self._shared.get(key)
+        if found is None:
+            found = self._shared[key] = build(self)
+        return cast(T, found)
 
     def receiver(self, receiver: str, transport: str) -> ReceiverMetrics:
         return ReceiverMetrics(self, receiver, transport)

@@ -2,18 +2,18 @@
 scanned, bytes scanned. Counts only: the original values never leave the processor.
 
 prometheus_client refuses to register a name twice on one registry, and each pipeline gets its own pii
-instance, so the metric families are created once per registry (a WeakKeyDictionary keeps tests, which build
-many registries, from leaking them) and each instance binds its labels.
+instance, so the metric families are created once per daemon (SelfMetrics.shared) and each instance binds its
+labels.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.model import Signal
+from pipeline.telemetry.metrics import SelfMetrics
 
 PREFIX = "otelpipe_processor_pii"
 
@@ -41,21 +41,11 @@ class _Families:
         )
 
 
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, _Families] = weakref.WeakKeyDictionary()
-
-
-def _families(registry: CollectorRegistry) -> _Families:
-    families = _FAMILIES.get(registry)
-    if families is None:
-        families = _FAMILIES[registry] = _Families(registry)
-    return families
-
-
 class PiiMetrics:
     """Bound to one processor instance; label lookups are cached, not repeated per batch."""
 
-    def __init__(self, registry: CollectorRegistry, processor: str, pipeline: str, signal: Signal) -> None:
-        f = _families(registry)
+    def __init__(self, metrics: SelfMetrics, processor: str, pipeline: str, signal: Signal) -> None:
+        f = metrics.shared("processor.pii", lambda m: _Families(m.registry))
         self._labels = (processor, pipeline, signal.value)
         self._matches_family = f.matches
         self._matches: dict[tuple[str, str], Counter] = {}

@@ -48,9 +48,7 @@ class PiiProcessor:
         self._errors = RateLimitedLog(settings.logger, clock=settings.clock)
         pipeline = settings.pipelines[0] if settings.pipelines else ""
         self._inputs = {
-            signal: _Input(
-                self, signal, nexts[signal], PiiMetrics(settings.metrics.registry, str(self.id), pipeline, signal)
-            )
+            signal: _Input(self, signal, nexts[signal], PiiMetrics(settings.metrics, str(self.id), pipeline, signal))
             for signal in settings.signals
             if signal in nexts
         }

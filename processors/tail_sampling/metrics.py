@@ -1,7 +1,7 @@
 """Self-metrics of the tail sampling processor (``otelpipe_processor_tail_sampling_*``, labelled by processor id).
 
 The metric families are created once per prometheus registry: a SIGHUP reload builds a new processor on the
-same registry while the old one drains, so families live in a WeakKeyDictionary keyed by registry, and each
+same registry while the old one drains, so families are shared per daemon (SelfMetrics.shared), and each
 instance takes label children. The decision latency histogram is a custom collector over plain bucket counts
 (engine.Histogram), shared by every instance with the same id, so it stays cumulative across reloads and costs
 a bisect per trace instead of a metric update.
@@ -11,7 +11,6 @@ The engine counts in plain numbers; ``Publisher.publish`` moves them into these 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -119,21 +118,11 @@ class Families:
         registry.register(self.latency)
 
 
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, Families] = weakref.WeakKeyDictionary()
-
-
-def families(registry: CollectorRegistry) -> Families:
-    found = _FAMILIES.get(registry)
-    if found is None:
-        found = _FAMILIES[registry] = Families(registry)
-    return found
-
-
 class Publisher:
     """One processor instance's view: label children bound once, stats moved in per tick."""
 
     def __init__(self, metrics: SelfMetrics, processor: str, pipeline: str, signals: frozenset[Signal]) -> None:
-        f = self.families = families(metrics.registry)
+        f = self.families = metrics.shared("processor.tail_sampling", lambda m: Families(m.registry))
         self._processor = processor
         self.latency = f.latency.histograms.setdefault(processor, Histogram())
         self._processor_metrics: dict[Signal, ProcessorMetrics] = {
