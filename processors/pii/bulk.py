@@ -24,7 +24,7 @@ a value (scan.py).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from processors.pii.regex import Pattern, PatternSet
@@ -80,6 +80,11 @@ class AlternativeSets:
         for group in sorted({a.bulk_pass for a in alternatives}):
             members = tuple(i for i, a in enumerate(alternatives) if a.bulk_pass == group)
             self._sets.append((PatternSet([alternatives[i].source for i in members]), members))
+        # Per group (in bulk-pass order), the Set's match as a bound method and its members: the per-value hot
+        # path calls these directly.
+        self.matchers: tuple[tuple[Callable[[bytes], Sequence[int]], tuple[int, ...]], ...] = tuple(
+            (patterns.match, members) for patterns, members in self._sets
+        )
 
     def match(self, text: bytes) -> list[int]:
         found: list[int] = []

@@ -82,6 +82,7 @@ def _email(text: bytes, m: Sequence[Span]) -> list[Span]:
 _CARD = rb"[0-9](?:[ -]?[0-9]){12,}"
 # Every issuer prefix starts with 2-6 (validators.card_network).
 _CARD_LOOSE = rb"[2-6](?:[ -]?[0-9]){12,}"
+_CARD_FIRST = b"23456"
 
 
 def _card(text: bytes, m: Sequence[Span]) -> list[Span]:
@@ -99,9 +100,13 @@ def _card(text: bytes, m: Sequence[Span]) -> list[Span]:
         groups.append((offset, group))
         offset += len(group) + 1
     found: list[Span] = []
-    for i in range(len(groups)):
+    n = len(groups)
+    for i in range(n):
+        head = groups[i][1]
+        if not head or head[0] not in _CARD_FIRST:  # no issuer prefix starts here (validators.card_network)
+            continue
         digits = b""
-        for j in range(i, len(groups)):
+        for j in range(i, n):
             digits += groups[j][1]
             if len(digits) > 19:
                 break

@@ -81,6 +81,23 @@ class Pattern:
             yield spans
             pos = e if e > pos else pos + 1
 
+    def match_list(self, text: bytes) -> list[Sequence[Span]]:
+        """``list(self.matches(text))`` without the generator (the per-value re-scan's hot loop)."""
+        match = self._match
+        if match is None:
+            return list(self.matches(text))
+        out: list[Sequence[Span]] = []
+        pos = 0
+        end = len(text)
+        while pos <= end:
+            spans = match(_UNANCHORED, text, pos, end)
+            s, e = spans[0]
+            if s < 0:
+                break
+            out.append(spans)
+            pos = e if e > pos else pos + 1
+        return out
+
     def all_spans(self, text: bytes) -> tuple[list[int], list[int]]:
         """Starts and ends of every leftmost non-overlapping match (the bulk pass's hot loop, kept tight)."""
         starts: list[int] = []

@@ -26,12 +26,13 @@ while every hit confirms.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from processors.pii.actions import STRENGTH, Action, Masker, Rule
-from processors.pii.bulk import SHAPE, USER, Bulk, HitContext, pass_hits, touches
+from processors.pii.bulk import SHAPE, USER, Bulk, HitContext, pass_hits
 from processors.pii.detectors import Shape
 from processors.pii.keys import KeyRules
 from processors.pii.regex import Pattern, Span
@@ -94,6 +95,11 @@ class ValueScanner:
         )
         self._alternatives = self.bulk.alternatives
         self._set = self.bulk.set
+        self._matchers = self._set.matchers if self._set is not None else ()
+        # Per alternative: (position of its bulk pass in the per-pass hits, shape index) for shapes, else None.
+        self._fast_info: tuple[tuple[int, int] | None, ...] = tuple(
+            (self.bulk.passes[a.bulk_pass], a.index) if a.kind == SHAPE else None for a in self._alternatives
+        )
         self._blocked = blocked_rule
         self.masker = masker
         self._cache: dict[tuple[bytes, bool], tuple[bytes | _Drop | None, tuple[tuple[tuple[str, str], int], ...]]] = {}
@@ -106,47 +112,68 @@ class ValueScanner:
     def regions(self, value: bytes, context: HitContext | None = None) -> list[Region]:
         """Confirmed matches in ``value`` (not merged). ``context``: the bulk passes' hits and where the value
         starts in the request, when the caller has them (enables the fast path)."""
-        if self._set is None:
+        sets = self._set
+        if sets is None:
             return []
-        if len(value) > _SET_LIMIT:
-            found: Sequence[int] = range(self._set.size)
+        n = len(value)
+        found: Sequence[int]
+        if n > _SET_LIMIT:
+            found = range(sets.size)
         elif context is None:
-            found = self._set.match(value)
+            found = sets.match(value)
         else:
             # A detector can only confirm a match where its own bulk pass hit (each pass finds a superset of what
             # its detectors confirm), so only the Sets of the passes that touched the value are asked.
             per_pass, vs = context
-            ve = vs + len(value)
-            groups = [g for g, (starts, ends) in enumerate(per_pass) if touches(starts, ends, vs, ve)]
-            found = self._set.match_groups(value, groups)
+            ve = vs + n
+            hit_found: list[int] = []
+            for (starts, ends), (match, members) in zip(per_pass, self._matchers, strict=True):
+                i = bisect_right(ends, vs)
+                if i < len(starts) and starts[i] < ve:
+                    for j in match(value):
+                        hit_found.append(members[j])
+            found = hit_found
         if not found:
             return []
         regions: list[Region] | None = None
         if context is not None and len(found) == 1:
-            alternative = self._alternatives[found[0]]
-            if alternative.kind == SHAPE:
+            fast = self._fast_info[found[0]]
+            if fast is not None:
                 per_pass, vs = context
-                starts, ends = per_pass[self.bulk.passes[alternative.bulk_pass]]
-                hits = pass_hits(starts, ends, vs, vs + len(value))
-                if hits is not None:
-                    pattern, confirm, rule, kind = self._shapes[alternative.index]
-                    inside, tail = hits
-                    if kind == 1 and tail < 0:  # the commonest case, inline: every hit is a final candidate
-                        regions = []
-                        for hit in inside:
-                            for s, e in confirm(value, (hit,)):
-                                regions.append((s, e, rule, rule.action, None))
-                    else:
-                        regions = self._fast(value, hits, alternative.index)
+                ve = vs + n
+                position, shape = fast
+                starts, ends = per_pass[position]
+                pattern, confirm, rule, kind = self._shapes[shape]
+                if kind == 1:  # the commonest case, inline: every hit inside the value is a final candidate
+                    regions = []
+                    action = rule.action
+                    i = bisect_right(ends, vs)  # a pass's hits do not overlap, so ends are sorted like starts
+                    m = len(starts)
+                    while i < m:
+                        s = starts[i]
+                        if s >= ve:
+                            break
+                        e = ends[i]
+                        if s < vs or e > ve:  # runs in from before the value or out past its end
+                            regions = None
+                            break
+                        for cs, ce in confirm(value, ((s - vs, e - vs),)):
+                            regions.append((cs, ce, rule, action, None))
+                        i += 1
+                if regions is None:
+                    hits = pass_hits(starts, ends, vs, ve)
+                    if hits is not None:
+                        regions = self._fast(value, hits, shape)
         if regions is None:
             regions = []
             for i in found:
                 alternative = self._alternatives[i]
                 if alternative.kind == SHAPE:
                     pattern, confirm, rule, _ = self._shapes[alternative.index]
-                    for spans in pattern.matches(value):
+                    action = rule.action
+                    for spans in pattern.match_list(value):
                         for s, e in confirm(value, spans):
-                            regions.append((s, e, rule, rule.action, None))
+                            regions.append((s, e, rule, action, None))
                 elif alternative.kind == USER:
                     user = self._user[alternative.index]
                     for spans in user.pattern.matches(value):
@@ -246,14 +273,18 @@ class ValueScanner:
         repeats values (a user's address on every span of a trace, one client IP per connection), so results
         are remembered: a bounded map from value to (result, matches counted)."""
         key = (value, removable)
-        cached = self._cache.get(key)
+        cache = self._cache
+        cached = cache.get(key)
         if cached is None:
             found: dict[tuple[str, str], int] = {}
-            cached = (self._mask(value, found, removable, context), tuple(found.items()))
+            result = self._mask(value, found, removable, context)
             if len(value) <= _CACHE_VALUE_LIMIT:
-                if len(self._cache) >= _CACHE_ENTRIES:
-                    self._cache.clear()
-                self._cache[key] = cached
+                if len(cache) >= _CACHE_ENTRIES:
+                    cache.clear()
+                cache[key] = (result, tuple(found.items()) if found else ())
+            for name_action, n in found.items():
+                counts[name_action] = counts.get(name_action, 0) + n
+            return result
         for name_action, n in cached[1]:
             counts[name_action] = counts.get(name_action, 0) + n
         return cached[0]

@@ -98,9 +98,13 @@ def iban_ok(compact: bytes) -> bool:
     """An IBAN without spaces, upper case: known country, that country's length, mod-97 == 1."""
     if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
         return False
-    rearranged = compact[4:] + compact[:4]
+    bban = compact[4:]
+    if bban.isdigit():  # the common case, without the string of digits: the country's letters are 10..35
+        country = (compact[0] - 55) * 100 + compact[1] - 55
+        return (int(bban) * 1_000_000 + country * 100 + int(compact[2:4])) % 97 == 1
+    rearranged = bban + compact[:4]
     try:
-        number = "".join(_IBAN_NUMERIC[c] for c in rearranged)
+        number = "".join(map(_IBAN_NUMERIC.__getitem__, rearranged))
     except KeyError:
         return False
     return int(number) % 97 == 1

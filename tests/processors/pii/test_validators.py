@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from processors.pii import validators as v
@@ -129,3 +131,36 @@ def test_jwt_header_and_basic_credentials() -> None:
     assert v.basic_credentials_ok(b"dXNlcjpwYXNzd29yZA==")  # user:password
     assert not v.basic_credentials_ok(b"authentication")
     assert not v.basic_credentials_ok(b"aGVsbG8gd29ybGQ=")  # "hello world": no colon
+
+
+def _iban_reference(compact: bytes) -> bool:
+    """ISO 13616 mod-97 spelled out: every letter as two digits, the whole number at once."""
+    if v.IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
+        return False
+    rearranged = (compact[4:] + compact[:4]).decode()
+    if not all(c.isdigit() or "A" <= c <= "Z" for c in rearranged):
+        return False
+    return int("".join(c if c.isdigit() else str(ord(c) - 55) for c in rearranged)) % 97 == 1
+
+
+def test_iban_matches_reference() -> None:
+    """The all-digit BBAN shortcut and the letter path agree with the plain definition."""
+    rng = random.Random(5)
+    countries = sorted(v.IBAN_LENGTHS)
+    valid = 0
+    for _ in range(20000):
+        country = rng.choice(countries)
+        length = v.IBAN_LENGTHS[country]
+        alphabet = "0123456789" if rng.random() < 0.8 else "0123456789AZKQ"
+        body = "".join(rng.choice(alphabet) for _ in range(length - 4)).encode()
+        # A correct check (computed) half of the time, a random one otherwise.
+        check = b"%02d" % rng.randrange(100)
+        if rng.random() < 0.5:
+            for c in range(100):
+                if _iban_reference(country + b"%02d" % c + body):
+                    check = b"%02d" % c
+                    break
+        compact = country + check + body
+        valid += v.iban_ok(compact)
+        assert v.iban_ok(compact) is _iban_reference(compact), compact
+    assert valid > 1000
