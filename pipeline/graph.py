@@ -432,7 +432,9 @@ class _Builder:
                 nexts = self.shared_nexts.setdefault(cid, {})
                 nexts[signal] = out
                 if key not in self.nodes:
-                    self._create(Kind.PROCESSOR, cid, self._signals_in(cid, "processors"), nexts, key)
+                    # One pipeline per signal at most (the loader checks): metrics label each signal with its own.
+                    users = tuple(str(q.id) for q in self.pipelines if cid in q.processors)
+                    self._create(Kind.PROCESSOR, cid, self._signals_in(cid, "processors"), nexts, key, users)
             else:
                 self._create(Kind.PROCESSOR, cid, frozenset({signal}), {signal: out}, key, (str(p.id),))
             created = self.nodes.get(key)

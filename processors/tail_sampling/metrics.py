@@ -11,7 +11,7 @@ The engine counts in plain numbers; ``Publisher.publish`` moves them into these 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client import Histogram as PromHistogram
@@ -121,12 +121,16 @@ class Families:
 class Publisher:
     """One processor instance's view: label children bound once, stats moved in per tick."""
 
-    def __init__(self, metrics: SelfMetrics, processor: str, pipeline: str, signals: frozenset[Signal]) -> None:
+    def __init__(
+        self, metrics: SelfMetrics, processor: str, pipelines: Mapping[Signal, str], signals: frozenset[Signal]
+    ) -> None:
         f = self.families = metrics.shared("processor.tail_sampling", lambda m: Families(m.registry))
         self._processor = processor
         self.latency = f.latency.histograms.setdefault(processor, Histogram())
         self._processor_metrics: dict[Signal, ProcessorMetrics] = {
-            s: metrics.processor(processor, pipeline, s) for s in (Signal.TRACES, Signal.LOGS) if s in signals
+            s: metrics.processor(processor, pipelines.get(s, ""), s)
+            for s in (Signal.TRACES, Signal.LOGS)
+            if s in signals
         }
         self.traces_held = f.traces_held.labels(processor)
         self.spans_held = f.spans_held.labels(processor)

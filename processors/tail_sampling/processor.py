@@ -61,8 +61,16 @@ class TailSamplingProcessor:
         self._health = settings.health
         # Filled by the graph possibly after create (a shareable processor): read no earlier than start().
         self._nexts = nexts
-        pipeline = settings.pipelines[0] if len(settings.pipelines) == 1 else ""
-        self._metrics = Publisher(settings.metrics, self._id, pipeline, settings.signals)
+        # Shared by a traces and a logs pipeline: each signal's metrics carry its own pipeline's name.
+        signal_names = {s.value: s for s in Signal}
+        pipelines = {
+            signal_names[name.partition("/")[0]]: name
+            for name in settings.pipelines
+            if name.partition("/")[0] in signal_names
+        }
+        if not pipelines and len(settings.pipelines) == 1:  # a hand-built setting (tests) names no signal
+            pipelines = dict.fromkeys(settings.signals, settings.pipelines[0])
+        self._metrics = Publisher(settings.metrics, self._id, pipelines, settings.signals)
         self._engine = TailSampler(cfg, latency=self._metrics.latency)
         self._backlog: deque[Batch] = deque()
         self._backlog_bytes = 0

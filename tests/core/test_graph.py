@@ -102,6 +102,7 @@ def test_shareable_processor_is_one_instance_with_a_downstream_per_signal() -> N
     shared = [i for i in instances if i.settings.id == cid("shared")]
     assert len(shared) == 1
     assert set(shared[0].nexts) == {Signal.TRACES, Signal.LOGS}
+    assert shared[0].settings.pipelines == ("traces", "logs")  # each signal's metrics name its own pipeline
     rx = find(instances, "receiver:rx")
 
     async def go() -> None:

@@ -262,3 +262,20 @@ def test_shutdown_lets_the_timer_tick_in_progress_finish_its_delivery() -> None:
 
     asyncio.run(go())
     assert gate.items() == 1
+
+
+def test_shared_instance_labels_each_signal_with_its_own_pipeline() -> None:
+    import dataclasses
+
+    metrics = SelfMetrics(process_metrics=False)
+    settings = dataclasses.replace(
+        make_settings(Kind.PROCESSOR, "tail_sampling", frozenset({Signal.TRACES, Signal.LOGS}), metrics=metrics),
+        pipelines=("traces/sampled", "logs"),
+    )
+    FACTORY.create(settings, config([ERRORS]), {Signal.TRACES: SinkConsumer(), Signal.LOGS: SinkConsumer()})
+    get = metrics.registry.get_sample_value
+    name = "otelpipe_processor_incoming_items_total"
+    base = {"processor": "tail_sampling"}
+    assert get(name, {**base, "pipeline": "traces/sampled", "otel_signal": "traces"}) == 0.0
+    assert get(name, {**base, "pipeline": "logs", "otel_signal": "logs"}) == 0.0
+    assert get(name, {**base, "pipeline": "", "otel_signal": "traces"}) is None
