@@ -24,7 +24,7 @@ import msgspec
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.consumer import Consumer
 from pipeline.model import Signal
-from pipeline.telemetry.health import HealthRegistry
+from pipeline.telemetry.health import HealthChecks
 from pipeline.telemetry.metrics import SelfMetrics
 
 
@@ -83,7 +83,7 @@ class CreateSettings:
     # connectors what they emit downstream.
     signals: frozenset[Signal]
     metrics: SelfMetrics
-    health: HealthRegistry
+    health: HealthChecks
     logger: logging.Logger
     clock: Clock = SYSTEM_CLOCK
     # Pipelines this instance belongs to (a per-pipeline processor has one).

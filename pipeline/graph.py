@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +37,7 @@ from pipeline.consumer import Consumer
 from pipeline.errors import ConfigError, StartError
 from pipeline.fanout import fan_out
 from pipeline.model import Batch, Signal
-from pipeline.telemetry.health import Check, HealthRegistry
+from pipeline.telemetry.health import HealthRegistry, HealthScope
 from pipeline.telemetry.metrics import ProcessorMetrics, SelfMetrics
 
 log = logging.getLogger("otelpipe.graph")
@@ -129,56 +128,6 @@ class Relay:
         await idle.wait()
 
 
-class _NodeHealth(HealthRegistry):
-    """A component's view of the daemon's health registry.
-
-    During a reload the old and the new instance of a component coexist under the same check name. Each name
-    keeps a stack of registrations; the newest one is what /health/ready runs. An instance's unregister removes
-    only its own entry, and ``withdraw`` removes all of a view's entries (a graph that is discarded or replaced),
-    bringing back the previous instance's check where there was one.
-    """
-
-    def __init__(self, shared: HealthRegistry) -> None:
-        super().__init__()
-        self._shared = shared
-        stacks = _STACKS.get(shared)
-        if stacks is None:
-            stacks = _STACKS[shared] = {}
-        self._stacks = stacks
-
-    def register(self, name: str, check: Check) -> None:
-        stack = self._stacks.setdefault(name, [])
-        stack[:] = [entry for entry in stack if entry[0] is not self]
-        stack.append((self, check))
-        self._shared.register(name, check)
-
-    def unregister(self, name: str) -> None:
-        stack = self._stacks.get(name)
-        if not stack or all(entry[0] is not self for entry in stack):
-            return
-        was_top = stack[-1][0] is self
-        stack[:] = [entry for entry in stack if entry[0] is not self]
-        if not was_top:
-            return
-        if stack:
-            self._shared.register(name, stack[-1][1])
-        else:
-            del self._stacks[name]
-            self._shared.unregister(name)
-
-    def withdraw(self) -> None:
-        for name in [n for n, stack in self._stacks.items() if any(e[0] is self for e in stack)]:
-            self.unregister(name)
-
-    def run(self) -> Any:
-        return self._shared.run()
-
-
-_STACKS: weakref.WeakKeyDictionary[HealthRegistry, dict[str, list[tuple[_NodeHealth, Check]]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 class Graph:
     def __init__(
         self,
@@ -187,7 +136,7 @@ class Graph:
         relays: dict[ComponentId, dict[Signal, Relay]] | None = None,
         borrowed: set[NodeKey] | None = None,
         feeds: dict[ComponentId, dict[Signal, Consumer]] | None = None,
-        views: dict[NodeKey, _NodeHealth] | None = None,
+        views: dict[NodeKey, HealthScope] | None = None,
     ) -> None:
         self._nodes = nodes
         self.entries = entries
@@ -341,7 +290,7 @@ class _Builder:
         self.relays: dict[ComponentId, dict[Signal, Relay]] = {}
         self.borrowed: set[NodeKey] = set()
         self.feeds: dict[ComponentId, dict[Signal, Consumer]] = {}
-        self.views: dict[NodeKey, _NodeHealth] = {}
+        self.views: dict[NodeKey, HealthScope] = {}
 
     def build(self) -> Graph:
         try:
@@ -490,7 +439,7 @@ class _Builder:
         key = key or NodeKey(kind, cid)
         factory = self._factory(kind, cid)
         config = self.config.of(kind)[cid]
-        view = _NodeHealth(self.health)
+        view = self.health.scope()
         settings = CreateSettings(
             id=cid,
             kind=kind,

@@ -65,7 +65,7 @@ from pipeline.exporters.retry import (
     parse_retry_after,
 )
 from pipeline.model import Batch, Signal
-from pipeline.telemetry.health import CheckResult, HealthRegistry, Status
+from pipeline.telemetry.health import CheckResult, HealthChecks, Status
 from pipeline.telemetry.ratelimit import RateLimitedLog
 
 __all__ = [
@@ -117,7 +117,7 @@ class ExporterHelper:
         self._metrics = settings.metrics.exporter(self._id)
         self._delivery_metrics = delivery_metrics(settings.metrics)
         self._ledger = ledger_for(settings.metrics)
-        self._health: HealthRegistry = settings.health
+        self._health: HealthChecks = settings.health
         self._health_name = f"exporter/{self._id}"
         qcfg = cfg.sending_queue
         self._stopping = Stopping(keeps_data=qcfg.enabled and qcfg.type == "disk")

@@ -30,7 +30,7 @@ import heapq
 import itertools
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from itertools import repeat
 from typing import Any, Literal
@@ -465,34 +465,32 @@ class TailSampler:
                 continue
             self._decide(slot, ROOT, now, out)
             n += 1
-        by_first = self._by_first
-        wait = self._wait
-        while by_first and n < limit:
-            slot, tid = by_first[0]
-            if not table.live(slot, tid):
-                by_first.popleft()
-                continue
-            if table.first[slot] + wait > now:
-                break
-            by_first.popleft()
-            if after and table.flags[slot] & ROOT_FLAG:
-                self._past_wait.append((slot, tid))
+        for slot, tid in self._pop_due(self._by_first, self._wait, now, limit - n):
+            if after and table.flags[slot] & ROOT_FLAG and table.last[slot] + after > now:
+                self._past_wait.append((slot, tid))  # rooted and still busy: the root rule decides when quiet
                 continue
             self._decide(slot, WAIT, now, out)
             n += 1
-        past = self._past_wait
-        cap = self._max_duration
-        while past and n < limit:
-            slot, tid = past[0]
-            if not table.live(slot, tid):
-                past.popleft()
-                continue
-            if table.first[slot] + cap > now:
-                break
-            past.popleft()
+        for slot, _ in self._pop_due(self._past_wait, self._max_duration, now, limit - n):
             self._decide(slot, MAX_DURATION, now, out)
             n += 1
         return n >= limit
+
+    def _pop_due(
+        self, queue: deque[tuple[int, bytes]], delay: float, now: float, limit: int
+    ) -> Iterator[tuple[int, bytes]]:
+        """Pop, oldest first, up to ``limit`` live traces of ``queue`` whose first arrival + ``delay`` has passed."""
+        table = self._table
+        while queue and limit > 0:
+            slot, tid = queue[0]
+            if not table.live(slot, tid):
+                queue.popleft()
+                continue
+            if table.first[slot] + delay > now:
+                return
+            queue.popleft()
+            limit -= 1
+            yield slot, tid
 
     def _oldest(self) -> int | None:
         table = self._table

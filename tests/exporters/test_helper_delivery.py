@@ -3,54 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from pipeline.delivery.ledger import ledger_for
 from pipeline.delivery.merge import LazyBatch
 from pipeline.errors import ConfigError, Refused
-from pipeline.exporters.helper import ExporterHelper, ExporterHelperConfig
+from pipeline.exporters.helper import ExporterHelper
 from pipeline.model import Batch, Signal
 from tests.exporters.support import (
     BlockingSleep,
-    FakeSleep,
+    Rig,
+    ScriptedSend,
     async_test,
+    config,
     dropped,
     exporter_settings,
     metric,
     sent,
     spans,
+    unavailable,
     wait_for,
 )
-from tests.exporters.test_helper import ScriptedSend, unavailable
-from tests.support.clock import FakeClock
 from tests.support.data import logs_request
-
-
-def config(**values: Any) -> ExporterHelperConfig:
-    values.setdefault("retry_on_failure", {"initial_interval_ms": 1000, "randomization_factor": 0.0})
-    return msgspec.convert(values, ExporterHelperConfig)
-
-
-class Rig:
-    def __init__(self, send: ScriptedSend, sleep: Any = None, **cfg: Any) -> None:
-        self.clock = FakeClock()
-        self.sleep = sleep if sleep is not None else FakeSleep(self.clock)
-        self.settings = exporter_settings("otlp", clock=self.clock)
-        self.send = send
-        self.helper = ExporterHelper(self.settings, config(**cfg), send, sleep=self.sleep, rng=random.Random(7))
-
-    async def __aenter__(self) -> Rig:
-        await self.helper.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.helper.shutdown(self.clock.monotonic() + 10)
-
 
 # ----------------------------------------------------------------------------------------- batch stage
 
