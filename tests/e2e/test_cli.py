@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline import __version__
 from pipeline.cli import main
 
 
-def test_version(capsys: object) -> None:
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
+    assert capsys.readouterr().out.strip() == f"otelpipe {__version__}"
     out = subprocess.run([sys.executable, "-m", "pipeline", "version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"otelpipe {__version__}"
 
@@ -59,7 +62,7 @@ def test_validate_prints_every_error_with_its_full_key(tmp_path: Path) -> None:
         "pipelines.traces.exporters[1]:",
     ):
         assert key in proc.stderr, proc.stderr
-    assert "exporters.file: defined but not used" not in proc.stdout
+    assert "configuration is valid" not in proc.stdout
 
 
 def test_run_with_invalid_config_exits_1_without_serving(tmp_path: Path) -> None:
