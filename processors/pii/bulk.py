@@ -24,7 +24,7 @@ a value (scan.py).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from processors.pii.regex import Pattern, PatternSet
@@ -80,25 +80,10 @@ class AlternativeSets:
         for group in sorted({a.bulk_pass for a in alternatives}):
             members = tuple(i for i, a in enumerate(alternatives) if a.bulk_pass == group)
             self._sets.append((PatternSet([alternatives[i].source for i in members]), members))
-        # Per group (in bulk-pass order), the Set's match as a bound method and its members: the per-value hot
-        # path calls these directly.
-        self.matchers: tuple[tuple[Callable[[bytes], Sequence[int]], tuple[int, ...]], ...] = tuple(
-            (patterns.match, members) for patterns, members in self._sets
-        )
 
     def match(self, text: bytes) -> list[int]:
         found: list[int] = []
         for patterns, members in self._sets:
-            for i in patterns.match(text):
-                found.append(members[i])
-        return found
-
-    def match_groups(self, text: bytes, groups: Sequence[int]) -> list[int]:
-        """Like ``match``, asking only the Sets of the given groups (a group's position is its bulk pass's
-        position in ``Bulk.patterns``)."""
-        found: list[int] = []
-        for group in groups:
-            patterns, members = self._sets[group]
             for i in patterns.match(text):
                 found.append(members[i])
         return found
@@ -158,8 +143,9 @@ class Bulk:
         return out_starts, out_ends, per_pass
 
 
-def loosen(pattern: str) -> str:
-    """``pattern`` without its zero-width assertions (outside character classes); its language only grows."""
+def loosen(pattern: str, keep: str = "") -> str:
+    """``pattern`` without its zero-width assertions (outside character classes); its language only grows.
+    Escaped assertions listed in ``keep`` (``"bB"``: word boundaries) stay."""
     out: list[str] = []
     i = 0
     n = len(pattern)
@@ -173,7 +159,7 @@ def loosen(pattern: str) -> str:
                 out.append(pattern[i:stop])
                 i = stop
                 continue
-            if nxt not in _ASSERTION_ESCAPES:
+            if nxt not in _ASSERTION_ESCAPES or nxt in keep:
                 out.append(pattern[i : i + 2])
             i += 2
             continue
@@ -215,29 +201,12 @@ def _escape_literal(text: bytes) -> bytes:
     return b"".join(b"\\x{%02x}" % c if c < 0x80 and not bytes([c]).isalnum() else bytes([c]) for c in text)
 
 
-# Where a value sits in the request (its start offset) and every pass's hits: enough for the per-value fast path
-# to pick the hits of the one pass whose alternative occurs in the value.
-HitContext = tuple[list[tuple[list[int], list[int]]], int]
-
-
-def touches(starts: list[int], ends: list[int], vs: int, ve: int) -> bool:
-    """Whether one of a pass's hits overlaps [vs, ve)."""
-    i = bisect_right(ends, vs)
-    return i < len(starts) and starts[i] < ve
-
-
-def pass_hits(starts: list[int], ends: list[int], vs: int, ve: int) -> tuple[list[tuple[int, int]], int] | None:
-    """One pass's hits touching [vs, ve), relative to vs: those inside, and the start of one running past ve (-1
-    if none); None when one runs into the value from before it."""
-    inside: list[tuple[int, int]] = []
-    i = bisect_right(ends, vs)  # a pass's hits do not overlap, so ends are sorted like starts
-    n = len(starts)
-    while i < n and starts[i] < ve:
-        s, e = starts[i], ends[i]
-        if s < vs:
-            return None
-        if e > ve:
-            return (inside, s - vs)
-        inside.append((s - vs, e - vs))
-        i += 1
-    return (inside, -1)
+def passes_touching(per_pass: Sequence[tuple[list[int], list[int]]], start: int, end: int) -> int:
+    """Bit p set when a hit of pass p overlaps [start, end): only that pass's detectors can confirm something
+    there (see the module docstring)."""
+    bits = 0
+    for p, (starts, ends) in enumerate(per_pass):
+        i = bisect_right(ends, start)  # a pass's hits do not overlap, so ends are sorted like starts
+        if i < len(starts) and starts[i] < end:
+            bits |= 1 << p
+    return bits

@@ -19,6 +19,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from pipeline.model import Request, Signal
 from processors.pii import keys, wire
 from processors.pii.actions import Masker, Rule
+from processors.pii.bulk import passes_touching
 from processors.pii.config import BLOCKED_KEY, NOT_ALLOWED, PiiConfig
 from processors.pii.detectors import shapes_for
 from processors.pii.regex import Pattern
@@ -76,7 +77,13 @@ class Engine:
         # hashing it by value would cost more than the edit.
         attribute_edits: dict[tuple[int, str], tuple[wire.Path, list[tuple[int, int, Any]]]] = {}
         field_edits: list[tuple[wire.Path, str, bool, int, Any]] = []
-        mask = self.scanner.mask
+        # Values to scan, masked together after the walk (joined.py); a value seen before comes from the cache.
+        # A sink is (path, field name, attribute index or -1 for a field, whether the field is an AnyValue).
+        pending: list[bytes] = []
+        pending_touched: list[int] = []
+        pending_removable: list[bool] = []
+        sinks: list[tuple[wire.Path, str, int, bool]] = []
+        cached = self.scanner.cached
         matches = out.matches
         key_and_value = wire.key_and_value
         decide = self.keys.decide
@@ -87,38 +94,44 @@ class Engine:
                 flags = decide(raw[ks:ke])
                 if flags or value_kind != string or first == last:
                     edit = self._attribute(raw, start, end, value_kind, s, e, flags, first == last, out)
-                    if edit is None:
-                        continue
-                else:  # the common case, kept inline: a plain key, a string value, bulk hits
-                    if not (last - first == 1 and starts[first] < e and ends[first] > s) and not _touched(
-                        s, e, starts, ends, first, last
-                    ):
-                        continue  # the hits are on the key only
-                    out.values_scanned += 1
-                    masked = mask(raw[s:e], matches, True, (per_pass, s))
-                    if masked is None:
-                        continue
-                    edit = (_SET, masked.decode("utf-8")) if isinstance(masked, bytes) else (_REMOVE, None)
-                key = (id(path), name)
-                group = attribute_edits.get(key)
-                if group is None:
-                    group = attribute_edits[key] = (path, [])
-                group[1].append((index, *edit))
-                continue
-            if kind == wire.ANY:  # a log body
-                any_kind, start, end = wire.any_value(raw, start, end)
-                if any_kind == wire.ANY_NESTED:
-                    field_edits.append((path, name, True, _NESTED, None))
+                    if edit is not None:
+                        _add_attribute_edit(attribute_edits, path, name, index, edit)
                     continue
-                if any_kind != wire.ANY_STRING:
+                # the common case, kept inline: a plain key, a string value, bulk hits
+                if not (last - first == 1 and starts[first] < e and ends[first] > s) and not _touched(
+                    s, e, starts, ends, first, last
+                ):
+                    continue  # the hits are on the key only
+                sink = (path, name, index, False)
+                removable = True
+            else:
+                if kind == wire.ANY:  # a log body
+                    any_kind, start, end = wire.any_value(raw, start, end)
+                    if any_kind == wire.ANY_NESTED:
+                        field_edits.append((path, name, True, _NESTED, None))
+                        continue
+                    if any_kind != wire.ANY_STRING:
+                        continue
+                if not _touched(start, end, starts, ends, first, last):
                     continue
-            if not _touched(start, end, starts, ends, first, last):
-                continue
+                s, e = start, end
+                sink = (path, name, -1, kind == wire.ANY)
+                removable = False
             out.values_scanned += 1
-            masked = mask(raw[start:end], matches, False, (per_pass, start))
-            if masked is not None:
-                assert isinstance(masked, bytes)
-                field_edits.append((path, name, kind == wire.ANY, _SET, masked.decode("utf-8")))
+            value = raw[s:e]
+            hit = cached(value, removable, matches)
+            if hit is None:
+                pending.append(value)
+                pending_touched.append(passes_touching(per_pass, s, e))
+                pending_removable.append(removable)
+                sinks.append(sink)
+            elif hit[0] is not None:
+                _record(hit[0], sink, attribute_edits, field_edits)
+        if pending:
+            results = self.scanner.mask_many(pending, pending_touched, pending_removable, matches)
+            for masked, sink in zip(results, sinks, strict=True):
+                if masked is not None:
+                    _record(masked, sink, attribute_edits, field_edits)
         if attribute_edits or field_edits:
             self._apply(message, attribute_edits, field_edits, out)
             out.changed = True
@@ -241,6 +254,38 @@ class Engine:
         if masked is DROP:
             return None
         return masked.decode("utf-8") if isinstance(masked, bytes) else text
+
+
+def _add_attribute_edit(
+    edits: dict[tuple[int, str], tuple[wire.Path, list[tuple[int, int, Any]]]],
+    path: wire.Path,
+    name: str,
+    index: int,
+    edit: tuple[int, Any],
+) -> None:
+    # Keyed by the identity of the path object: the walk makes one per message, shared by its targets, and
+    # hashing it by value would cost more than the edit.
+    key = (id(path), name)
+    group = edits.get(key)
+    if group is None:
+        group = edits[key] = (path, [])
+    group[1].append((index, *edit))
+
+
+def _record(
+    masked: object,
+    sink: tuple[wire.Path, str, int, bool],
+    attribute_edits: dict[tuple[int, str], tuple[wire.Path, list[tuple[int, int, Any]]]],
+    field_edits: list[tuple[wire.Path, str, bool, int, Any]],
+) -> None:
+    """A scanned value's result as an edit: new text, or (an attribute only) removal."""
+    path, name, index, is_any_value = sink
+    if index >= 0:
+        edit = (_SET, masked.decode("utf-8")) if isinstance(masked, bytes) else (_REMOVE, None)
+        _add_attribute_edit(attribute_edits, path, name, index, edit)
+    else:
+        assert isinstance(masked, bytes)  # fields are scanned as not removable
+        field_edits.append((path, name, is_any_value, _SET, masked.decode("utf-8")))
 
 
 def _touched(start: int, end: int, starts: list[int], ends: list[int], first: int, last: int) -> bool:

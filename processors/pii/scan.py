@@ -13,27 +13,21 @@ Finding every match, deterministically:
 4. overlapping matches merge into one region that takes the strongest action (drop > redact > hash >
    mask_partial; ties: the rule listed first), so no part of a secret is left between two replacements.
 
-Fast path (most values with PII): when the Set finds exactly one alternative in the value and it is a shape,
-and no hit of that shape's bulk pass runs into the value from before it, that pass's hits inside the value
-*are* the shape's candidates there (the pass's leftmost-first scan and the shape's own scan agree where
-nothing else matches),
-so step 2 confirms them directly instead of scanning again. A hit that runs past the value's end (into the
-framing bytes after it) is replaced by the shape's own scan from where it starts: no candidate can start
-earlier, or the union would have found it first. A shape with capturing groups re-matches at each hit to get
-its groups; a shape whose bulk pattern is narrower than its candidate pattern (cards) takes the fast path only
-while every hit confirms.
+Many values at once (the engine's path): ``mask_many`` runs each pattern over the flagged values of a request
+joined, instead of a Set and a re-scan per value (joined.py); it finds exactly what steps 1-2 find per value.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
+from processors.pii import joined
 from processors.pii.actions import STRENGTH, Action, Masker, Rule
-from processors.pii.bulk import SHAPE, USER, Bulk, HitContext, pass_hits
+from processors.pii.bulk import SHAPE, USER, Bulk
 from processors.pii.detectors import Shape
+from processors.pii.joined import Detector, position_free
 from processors.pii.keys import KeyRules
 from processors.pii.regex import Pattern, Span
 
@@ -82,9 +76,8 @@ class ValueScanner:
         blocked_rule: Rule,
         masker: Masker,
     ) -> None:
-        # (candidate pattern, confirm, rule, fast-path kind): 0 = capturing groups (match again at each hit),
-        # 1 = every hit is final, 2 = hits are final only when they confirm (the bulk pattern is narrower).
-        self._shapes = [(Pattern(shape.pattern), shape.confirm, rule, _fast_kind(shape)) for shape, rule in shapes]
+        # (candidate pattern, confirm, rule) per shape.
+        self._shapes = [(Pattern(shape.pattern), shape.confirm, rule) for shape, rule in shapes]
         self._user = list(user_rules)
         self._keys = key_rules
         literals = key_rules.literals() or []
@@ -95,11 +88,23 @@ class ValueScanner:
         )
         self._alternatives = self.bulk.alternatives
         self._set = self.bulk.set
-        self._matchers = self._set.matchers if self._set is not None else ()
-        # Per alternative: (position of its bulk pass in the per-pass hits, shape index) for shapes, else None.
-        self._fast_info: tuple[tuple[int, int] | None, ...] = tuple(
-            (self.bulk.passes[a.bulk_pass], a.index) if a.kind == SHAPE else None for a in self._alternatives
-        )
+        # The joined path (joined.py): per bulk pass position, the detectors that pass finds; user rules with
+        # position assertions run value by value instead.
+        by_pass: dict[int, list[Detector]] = {}
+        for a in self._alternatives:
+            position = self.bulk.passes[a.bulk_pass]
+            if a.kind == SHAPE:
+                pattern, confirm, rule = self._shapes[a.index]
+                by_pass.setdefault(position, []).append((pattern, confirm, rule))
+            elif a.kind == USER and position_free(self._user[a.index].pattern.source.decode()):
+                user = self._user[a.index]
+                by_pass.setdefault(position, []).append((user.pattern, None, user.rule))
+        self._joined = sorted(by_pass.items())
+        self._positional = [
+            (self.bulk.passes[a.bulk_pass], self._user[a.index])
+            for a in self._alternatives
+            if a.kind == USER and not position_free(self._user[a.index].pattern.source.decode())
+        ]
         self._blocked = blocked_rule
         self.masker = masker
         self._cache: dict[tuple[bytes, bool], tuple[bytes | _Drop | None, tuple[tuple[tuple[str, str], int], ...]]] = {}
@@ -109,107 +114,27 @@ class ValueScanner:
 
     # --- detection ---
 
-    def regions(self, value: bytes, context: HitContext | None = None) -> list[Region]:
-        """Confirmed matches in ``value`` (not merged). ``context``: the bulk passes' hits and where the value
-        starts in the request, when the caller has them (enables the fast path)."""
+    def regions(self, value: bytes) -> list[Region]:
+        """Confirmed matches in ``value`` (not merged)."""
         sets = self._set
         if sets is None:
             return []
-        n = len(value)
-        found: Sequence[int]
-        if n > _SET_LIMIT:
-            found = range(sets.size)
-        elif context is None:
-            found = sets.match(value)
-        else:
-            # A detector can only confirm a match where its own bulk pass hit (each pass finds a superset of what
-            # its detectors confirm), so only the Sets of the passes that touched the value are asked.
-            per_pass, vs = context
-            ve = vs + n
-            hit_found: list[int] = []
-            for (starts, ends), (match, members) in zip(per_pass, self._matchers, strict=True):
-                i = bisect_right(ends, vs)
-                if i < len(starts) and starts[i] < ve:
-                    for j in match(value):
-                        hit_found.append(members[j])
-            found = hit_found
-        if not found:
-            return []
-        regions: list[Region] | None = None
-        if context is not None and len(found) == 1:
-            fast = self._fast_info[found[0]]
-            if fast is not None:
-                per_pass, vs = context
-                ve = vs + n
-                position, shape = fast
-                starts, ends = per_pass[position]
-                pattern, confirm, rule, kind = self._shapes[shape]
-                if kind == 1:  # the commonest case, inline: every hit inside the value is a final candidate
-                    regions = []
-                    action = rule.action
-                    i = bisect_right(ends, vs)  # a pass's hits do not overlap, so ends are sorted like starts
-                    m = len(starts)
-                    while i < m:
-                        s = starts[i]
-                        if s >= ve:
-                            break
-                        e = ends[i]
-                        if s < vs or e > ve:  # runs in from before the value or out past its end
-                            regions = None
-                            break
-                        for cs, ce in confirm(value, ((s - vs, e - vs),)):
-                            regions.append((cs, ce, rule, action, None))
-                        i += 1
-                if regions is None:
-                    hits = pass_hits(starts, ends, vs, ve)
-                    if hits is not None:
-                        regions = self._fast(value, hits, shape)
-        if regions is None:
-            regions = []
-            for i in found:
-                alternative = self._alternatives[i]
-                if alternative.kind == SHAPE:
-                    pattern, confirm, rule, _ = self._shapes[alternative.index]
-                    action = rule.action
-                    for spans in pattern.match_list(value):
-                        for s, e in confirm(value, spans):
-                            regions.append((s, e, rule, action, None))
-                elif alternative.kind == USER:
-                    user = self._user[alternative.index]
-                    for spans in user.pattern.matches(value):
-                        # With a capturing group, only the first group is the secret ("customer=(\d+)").
-                        s, e = spans[1] if len(spans) > 1 and spans[1][0] >= 0 else spans[0]
-                        if e > s:
-                            regions.append((s, e, user.rule, user.rule.action, None))
+        found: Sequence[int] = range(sets.size) if len(value) > _SET_LIMIT else sets.match(value)
+        regions: list[Region] = []
+        for i in found:
+            alternative = self._alternatives[i]
+            if alternative.kind == SHAPE:
+                pattern, confirm, rule = self._shapes[alternative.index]
+                action = rule.action
+                for spans in pattern.match_list(value):
+                    for s, e in confirm(value, spans):
+                        regions.append((s, e, rule, action, None))
+            elif alternative.kind == USER:
+                regions += self._user_regions(self._user[alternative.index], value)
         # Decoding changes what surrounds a match too ("q=%20sk_live_..." hides the key behind "0"), so query
         # parameters are checked on every path.
         if b"?" in value and b"=" in value:
             regions += self._query_regions(value)
-        return regions
-
-    def _fast(self, value: bytes, hits: Hits, shape: int) -> list[Region] | None:
-        pattern, confirm, rule, kind = self._shapes[shape]
-        inside, tail = hits
-        regions: list[Region] = []
-        for hit in inside:
-            if kind == 0:  # capturing groups: match again at the hit for them (it starts exactly there)
-                spans = next(iter(pattern.matches(value, hit[0])), None)
-                if spans is None or spans[0] != hit:
-                    return None
-                confirmed = confirm(value, spans)
-            else:
-                confirmed = confirm(value, (hit,))
-            if not confirmed and kind == 2:
-                return None
-            for s, e in confirmed:
-                regions.append((s, e, rule, rule.action, None))
-        if tail >= 0:
-            for spans in pattern.matches(value, tail):
-                confirmed = confirm(value, spans)
-                if not confirmed and kind == 2:
-                    return None
-                for s, e in confirmed:
-                    regions.append((s, e, rule, rule.action, None))
         return regions
 
     def _query_regions(self, value: bytes) -> list[Region]:
@@ -264,9 +189,7 @@ class ValueScanner:
         pieces.append(value[last:])
         return b"".join(pieces)
 
-    def mask(
-        self, value: bytes, counts: Counts, removable: bool = True, context: HitContext | None = None
-    ) -> bytes | _Drop | None:
+    def mask(self, value: bytes, counts: Counts, removable: bool = True) -> bytes | _Drop | None:
         """The masked value, DROP (only when ``removable``), or None when nothing matched.
 
         Masking is a pure function of the value (and of the configuration, fixed per scanner), and telemetry
@@ -277,7 +200,7 @@ class ValueScanner:
         cached = cache.get(key)
         if cached is None:
             found: dict[tuple[str, str], int] = {}
-            result = self._mask(value, found, removable, context)
+            result = self._mask(value, found, removable)
             if len(value) <= _CACHE_VALUE_LIMIT:
                 if len(cache) >= _CACHE_ENTRIES:
                     cache.clear()
@@ -289,10 +212,77 @@ class ValueScanner:
             counts[name_action] = counts.get(name_action, 0) + n
         return cached[0]
 
-    def _mask(self, value: bytes, counts: Counts, removable: bool, context: HitContext | None) -> bytes | _Drop | None:
-        regions = self.regions(value, context)
+    def mask_many(
+        self, values: Sequence[bytes], touched: Sequence[int], removable: Sequence[bool], counts: Counts
+    ) -> list[bytes | _Drop | None]:
+        """``mask`` for many values at once (detection joined: see joined.py). ``touched[k]`` has bit p set
+        when bulk pass p hit value k: only that pass's detectors can confirm something there. Results are
+        cached and counted like ``mask``'s; the values are expected to have missed the cache."""
+        found = self.regions_many(values, touched)
+        cache = self._cache
+        results: list[bytes | _Drop | None] = []
+        for value, regions, can_drop in zip(values, found, removable, strict=True):
+            counted: dict[tuple[str, str], int] = {}
+            result = self._finish(value, regions, counted, can_drop) if regions else None
+            if len(value) <= _CACHE_VALUE_LIMIT:
+                if len(cache) >= _CACHE_ENTRIES:
+                    cache.clear()
+                cache[(value, can_drop)] = (result, tuple(counted.items()) if counted else ())
+            for name_action, n in counted.items():
+                counts[name_action] = counts.get(name_action, 0) + n
+            results.append(result)
+        return results
+
+    def cached(self, value: bytes, removable: bool, counts: Counts) -> tuple[bytes | _Drop | None] | None:
+        """``(result,)`` when ``mask`` has seen this value (its matches are counted again), else None."""
+        hit = self._cache.get((value, removable))
+        if hit is None:
+            return None
+        for name_action, n in hit[1]:
+            counts[name_action] = counts.get(name_action, 0) + n
+        return (hit[0],)
+
+    def regions_many(self, values: Sequence[bytes], touched: Sequence[int]) -> list[list[Region]]:
+        """``regions`` for many values, each pattern run once over the values its pass touched, joined."""
+        out: list[list[Region]] = [[] for _ in values]
+        for position, detectors in self._joined:
+            bit = 1 << position
+            chosen = [k for k, t in enumerate(touched) if t & bit]
+            if not chosen:
+                continue
+            for k, hits in zip(chosen, joined.scan_joined([values[k] for k in chosen], detectors), strict=True):
+                if hits:
+                    regions = out[k]
+                    for s, e, rule in hits:
+                        regions.append((s, e, rule, rule.action, None))
+        for position, user in self._positional:
+            bit = 1 << position
+            for k, t in enumerate(touched):
+                if t & bit:
+                    out[k] += self._user_regions(user, values[k])
+        for k, value in enumerate(values):
+            if b"?" in value and b"=" in value:
+                out[k] += self._query_regions(value)
+        return out
+
+    @staticmethod
+    def _user_regions(user: UserRule, value: bytes) -> list[Region]:
+        regions: list[Region] = []
+        for spans in user.pattern.matches(value):
+            # With a capturing group, only the first group is the secret ("customer=(\d+)").
+            s, e = spans[1] if len(spans) > 1 and spans[1][0] >= 0 else spans[0]
+            if e > s:
+                regions.append((s, e, user.rule, user.rule.action, None))
+        return regions
+
+    def _mask(self, value: bytes, counts: Counts, removable: bool) -> bytes | _Drop | None:
+        regions = self.regions(value)
         if not regions:
             return None
+        return self._finish(value, regions, counts, removable)
+
+    def _finish(self, value: bytes, regions: list[Region], counts: Counts, removable: bool) -> bytes | _Drop:
+        """``value`` masked by its (unmerged, non-empty) regions; matches counted."""
         if len(regions) == 1:  # the common case, without the merge machinery
             s, e, rule, action, replacement = regions[0]
             if action == "drop":
@@ -321,12 +311,6 @@ class ValueScanner:
         if action == "drop":
             return DROP
         return self.masker.replacement(rule, action, value)
-
-
-def _fast_kind(shape: Shape) -> int:
-    if Pattern(shape.pattern).groups:
-        return 0
-    return 1 if shape.loose is None else 2
 
 
 def merge(regions: list[Region]) -> list[Region]:
