@@ -1,22 +1,23 @@
-"""Masking one export request: bulk detection over its bytes, then fixes through the protobuf API. Pure: no
+"""Masking one export request: bulk detection over its bytes, then the masked request as new bytes. Pure: no
 I/O, no clock; the processor (processor.py) is the async shell around it.
 
-    raw bytes --bulk RE2 passes--> hits --wire walk--> targets (attribute / string field / log body + range)
-        --key rules, strict scan of each target's bytes--> edits --protobuf API--> message changed in place
+    raw bytes --bulk RE2 passes--> hits --wire walk--> targets (attribute / string field / log body) and frames
+        --key rules, strict scan of the targets' values (joined)--> edits (new field bytes) --splice--> new bytes
 
-Only targets whose strict scan confirms something (or whose key is blocked) are touched through the protobuf
-API; a clean batch costs the bulk passes and nothing else. Nested values (arrays, maps) are rare and handled on
-the protobuf objects directly, with key rules applied to map keys at every depth.
+Only fields whose strict scan confirms something (or whose key is blocked) are rewritten; a clean batch costs
+the bulk passes and nothing else, and the request is never parsed or re-serialized: the new bytes are the old
+ones with the edited fields replaced and the lengths around them fixed (splice.py). A plain string attribute is
+rebuilt from its key and new text; anything else (nested arrays and maps, blocked non-string values, unusual
+layouts) goes through the protobuf API for that one field, with key rules applied to map keys at every depth.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from pipeline.model import Request, Signal
+from pipeline.model import Signal
 from processors.pii import keys, wire
 from processors.pii.actions import Masker, Rule
 from processors.pii.bulk import passes_touching
@@ -24,23 +25,27 @@ from processors.pii.config import BLOCKED_KEY, NOT_ALLOWED, PiiConfig
 from processors.pii.detectors import shapes_for
 from processors.pii.regex import Pattern
 from processors.pii.scan import DROP, Counts, UserRule, ValueScanner
+from processors.pii.splice import Edit, splice, varint
 
-# Edit operations on one attribute (by index in its repeated field) or one field.
-_SET = 0  # payload: the new string
-_REMOVE = 1  # remove the attribute
-_NESTED = 2  # walk the AnyValue through the protobuf API
-_BLOCK = 3  # replace the whole AnyValue: payload is the new string, or DROP
+# A value waiting for its scan: (target kind, frame, field start, content start, content end, end of the key for
+# a plain attribute (else -1), plain layout).
+_Sink = tuple[int, int, int, int, int, int, bool]
 
 
 @dataclass(slots=True)
 class Outcome:
     """What one request went through; counts feed the self-metrics."""
 
-    changed: bool = False
+    # The masked request, or None when nothing changed.
+    raw: bytes | None = None
     hits: int = 0
     values_scanned: int = 0
     # (rule name, action) -> matches masked
     matches: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return self.raw is not None
 
 
 class Engine:
@@ -65,60 +70,56 @@ class Engine:
 
     # --- one request ---
 
-    def process(self, signal: Signal, message: Request, raw: bytes) -> Outcome:
-        """Mask ``message`` in place; ``raw`` must be its serialized bytes."""
+    def process(self, signal: Signal, raw: bytes) -> Outcome:
+        """Mask the serialized request ``raw``: ``Outcome.raw`` is the masked request when something changed."""
         out = Outcome()
         starts, ends, per_pass = self.scanner.bulk.hits(raw)
         out.hits = len(starts)
         if not starts and not self.every_key:
             return out
-        targets = wire.locate(signal, raw, starts, ends, every=self.every_key)
-        # Keyed by the identity of the path object: the walk makes one per message, shared by its targets, and
-        # hashing it by value would cost more than the edit.
-        attribute_edits: dict[tuple[int, str], tuple[wire.Path, list[tuple[int, int, Any]]]] = {}
-        field_edits: list[tuple[wire.Path, str, bool, int, Any]] = []
+        targets, frames = wire.locate(signal, raw, starts, ends, every=self.every_key)
+        edits: list[Edit] = []
         # Values to scan, masked together after the walk (joined.py); a value seen before comes from the cache.
-        # A sink is (path, field name, attribute index or -1 for a field, whether the field is an AnyValue).
         pending: list[bytes] = []
         pending_touched: list[int] = []
         pending_removable: list[bool] = []
-        sinks: list[tuple[wire.Path, str, int, bool]] = []
+        sinks: list[_Sink] = []
         cached = self.scanner.cached
         matches = out.matches
         key_and_value = wire.key_and_value
         decide = self.keys.decide
         kvs, string = wire.KVS, wire.ANY_STRING
-        for kind, path, name, index, start, end, first, last in targets:
+        for kind, frame, field_start, start, end, first, last in targets:
             if kind == kvs:
-                ks, ke, value_kind, s, e = key_and_value(raw, start, end)
+                ks, ke, value_kind, s, e, plain = key_and_value(raw, start, end)
                 flags = decide(raw[ks:ke])
                 if flags or value_kind != string or first == last:
-                    edit = self._attribute(raw, start, end, value_kind, s, e, flags, first == last, out)
-                    if edit is not None:
-                        _add_attribute_edit(attribute_edits, path, name, index, edit)
+                    new = self._attribute(raw, field_start, start, end, value_kind, s, e, flags, first == last, out)
+                    if new is not None:
+                        edits.append((field_start, end, new, frame))
                     continue
                 # the common case, kept inline: a plain key, a string value, bulk hits
                 if not (last - first == 1 and starts[first] < e and ends[first] > s) and not _touched(
                     s, e, starts, ends, first, last
                 ):
                     continue  # the hits are on the key only
-                sink = (path, name, index, False)
                 removable = True
             else:
+                s, e, ke, plain = start, end, -1, True
                 if kind == wire.ANY:  # a log body
-                    any_kind, start, end = wire.any_value(raw, start, end)
+                    any_kind, s, e = wire.any_value(raw, start, end)
                     if any_kind == wire.ANY_NESTED:
-                        field_edits.append((path, name, True, _NESTED, None))
+                        edits.append((field_start, end, self._nested_field(raw, field_start, start, end, out), frame))
                         continue
-                    if any_kind != wire.ANY_STRING:
+                    if any_kind != string:
                         continue
-                if not _touched(start, end, starts, ends, first, last):
+                    plain = raw[start] == 0x0A and e == end and s == start + 1 + len(varint(e - s))
+                if not _touched(s, e, starts, ends, first, last):
                     continue
-                s, e = start, end
-                sink = (path, name, -1, kind == wire.ANY)
                 removable = False
             out.values_scanned += 1
             value = raw[s:e]
+            sink = (kind, frame, field_start, start, end, ke, plain)
             hit = cached(value, removable, matches)
             if hit is None:
                 pending.append(value)
@@ -126,24 +127,59 @@ class Engine:
                 pending_removable.append(removable)
                 sinks.append(sink)
             elif hit[0] is not None:
-                _record(hit[0], sink, attribute_edits, field_edits)
+                edits.append(self._value_edit(raw, sink, hit[0]))
         if pending:
             results = self.scanner.mask_many(pending, pending_touched, pending_removable, matches)
             for masked, sink in zip(results, sinks, strict=True):
                 if masked is not None:
-                    _record(masked, sink, attribute_edits, field_edits)
-        if attribute_edits or field_edits:
-            self._apply(message, attribute_edits, field_edits, out)
-            out.changed = True
+                    edits.append(self._value_edit(raw, sink, masked))
+        if edits:
+            out.raw = splice(raw, frames, edits)
         return out
 
+    def _value_edit(self, raw: bytes, sink: _Sink, masked: object) -> Edit:
+        """The new bytes of a field whose value was masked: its tag, new length and new content."""
+        kind, frame, field_start, start, end, ke, plain = sink
+        if masked is DROP:  # only attributes are scanned as removable
+            return (field_start, end, b"", frame)
+        assert isinstance(masked, bytes)
+        if kind == wire.KVS:
+            if plain:  # the key's bytes, with their tag and length, stay as they were
+                value = b"\x0a" + varint(len(masked)) + masked
+                content = b"".join((raw[start:ke], b"\x12", varint(len(value)), value))
+            else:
+                kv = KeyValue.FromString(raw[start:end])
+                kv.value.string_value = masked.decode("utf-8")
+                content = kv.SerializeToString()
+        elif kind == wire.ANY:
+            if plain:
+                content = b"\x0a" + varint(len(masked)) + masked
+            else:
+                body = AnyValue.FromString(raw[start:end])
+                body.string_value = masked.decode("utf-8")
+                content = body.SerializeToString()
+        else:
+            content = masked
+        return (field_start, end, _field(raw, field_start, content), frame)
+
     def _attribute(
-        self, raw: bytes, start: int, end: int, kind: int, s: int, e: int, flags: int, unhit: bool, out: Outcome
-    ) -> tuple[int, Any] | None:
-        """An attribute off the common path: a key rule applies, or the value is not a string, or no hit."""
+        self,
+        raw: bytes,
+        field_start: int,
+        start: int,
+        end: int,
+        kind: int,
+        s: int,
+        e: int,
+        flags: int,
+        unhit: bool,
+        out: Outcome,
+    ) -> bytes | None:
+        """An attribute off the common path (a key rule applies, the value is not a string, or no hit): the new
+        bytes of its whole field (empty to remove it), or None to leave it."""
         if flags & keys.NOT_ALLOWED:
             _count(out.matches, NOT_ALLOWED, "drop")
-            return (_REMOVE, None)
+            return b""
         if flags & keys.BLOCKED:
             if kind == wire.ANY_EMPTY:
                 return None
@@ -155,54 +191,25 @@ class Engine:
                 _, _, vs, ve = wire.key_value(raw, start, end)
                 text = raw[vs:ve]
             replaced = self.scanner.mask_whole(text, self.blocked_rule, out.matches)
-            return (_REMOVE, None) if replaced is DROP else (_BLOCK, replaced)
-        if flags or unhit:  # ignored, or only there for its key
+            if replaced is DROP:
+                return b""
+            assert isinstance(replaced, bytes)
+            kv = KeyValue.FromString(raw[start:end])
+            kv.value.Clear()
+            kv.value.string_value = replaced.decode("utf-8")
+            return _field(raw, field_start, kv.SerializeToString())
+        if flags or unhit or kind != wire.ANY_NESTED:  # ignored, or only there for its key
             return None
-        return (_NESTED, None) if kind == wire.ANY_NESTED else None
+        kv = KeyValue.FromString(raw[start:end])
+        if self.nested(kv.value, out, removable=True) is DROP:
+            return b""
+        return _field(raw, field_start, kv.SerializeToString())
 
-    # --- applying edits through the protobuf API ---
-
-    def _apply(
-        self,
-        message: Request,
-        attribute_edits: dict[tuple[int, str], tuple[wire.Path, list[tuple[int, int, Any]]]],
-        field_edits: list[tuple[wire.Path, str, bool, int, Any]],
-        out: Outcome,
-    ) -> None:
-        resolved: dict[wire.Path, Any] = {(): message}
-
-        def resolve(path: wire.Path) -> Any:
-            obj = resolved.get(path)
-            if obj is None:
-                parent = resolve(path[:-1])
-                name, index = path[-1]
-                obj = getattr(parent, name)
-                if index >= 0:
-                    obj = obj[index]
-                resolved[path] = obj
-            return obj
-
-        for (_, name), (path, edits) in attribute_edits.items():
-            repeated = getattr(resolve(path), name)
-            removed: list[int] = []
-            for index, op, payload in edits:
-                if op == _SET:
-                    repeated[index].value.string_value = payload
-                elif op == _BLOCK:
-                    repeated[index].value.string_value = payload.decode("utf-8")
-                elif op == _REMOVE or self.nested(repeated[index].value, out, removable=True) is DROP:
-                    removed.append(index)
-            # Highest index first, so earlier indices stay valid.
-            for index in sorted(removed, reverse=True):
-                del repeated[index]
-        for path, name, is_any_value, op, payload in field_edits:
-            holder = resolve(path)
-            if op == _NESTED:
-                self.nested(getattr(holder, name), out, removable=False)
-            elif is_any_value:
-                getattr(holder, name).string_value = payload
-            else:
-                setattr(holder, name, payload)
+    def _nested_field(self, raw: bytes, field_start: int, start: int, end: int, out: Outcome) -> bytes:
+        """A log body holding an array or a map, masked through the protobuf API (never removed)."""
+        body = AnyValue.FromString(raw[start:end])
+        self.nested(body, out, removable=False)
+        return _field(raw, field_start, body.SerializeToString())
 
     def nested(self, value: AnyValue, out: Outcome, removable: bool) -> object:
         """Mask an AnyValue through the protobuf API, at any depth; DROP when it must be removed (only when
@@ -256,36 +263,9 @@ class Engine:
         return masked.decode("utf-8") if isinstance(masked, bytes) else text
 
 
-def _add_attribute_edit(
-    edits: dict[tuple[int, str], tuple[wire.Path, list[tuple[int, int, Any]]]],
-    path: wire.Path,
-    name: str,
-    index: int,
-    edit: tuple[int, Any],
-) -> None:
-    # Keyed by the identity of the path object: the walk makes one per message, shared by its targets, and
-    # hashing it by value would cost more than the edit.
-    key = (id(path), name)
-    group = edits.get(key)
-    if group is None:
-        group = edits[key] = (path, [])
-    group[1].append((index, *edit))
-
-
-def _record(
-    masked: object,
-    sink: tuple[wire.Path, str, int, bool],
-    attribute_edits: dict[tuple[int, str], tuple[wire.Path, list[tuple[int, int, Any]]]],
-    field_edits: list[tuple[wire.Path, str, bool, int, Any]],
-) -> None:
-    """A scanned value's result as an edit: new text, or (an attribute only) removal."""
-    path, name, index, is_any_value = sink
-    if index >= 0:
-        edit = (_SET, masked.decode("utf-8")) if isinstance(masked, bytes) else (_REMOVE, None)
-        _add_attribute_edit(attribute_edits, path, name, index, edit)
-    else:
-        assert isinstance(masked, bytes)  # fields are scanned as not removable
-        field_edits.append((path, name, is_any_value, _SET, masked.decode("utf-8")))
+def _field(raw: bytes, field_start: int, content: bytes) -> bytes:
+    """A length-delimited field: the tag it had at ``field_start``, then ``content`` with its length."""
+    return raw[field_start : wire.tag_end(raw, field_start)] + varint(len(content)) + content
 
 
 def _touched(start: int, end: int, starts: list[int], ends: list[int], first: int, last: int) -> bool:

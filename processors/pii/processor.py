@@ -1,8 +1,9 @@
-"""The ``pii`` processor: masks PII in every batch of traces, logs or metrics, in place, then passes it on.
+"""The ``pii`` processor: masks PII in every batch of traces, logs or metrics, then passes it on.
 
 It holds no data and owns no task: ``consume`` masks the batch (engine.py, synchronous, a few milliseconds
 for a 1000-span request) and awaits the next consumer, so back-pressure and errors flow through unchanged.
-It declares ``mutates_data``, so a batch shared with other consumers reaches it as a private clone.
+The batch it receives is never changed (``mutates_data`` is false, so a shared batch needs no clone): when
+something is masked, a new batch carries the masked bytes on, and its message is parsed only on demand.
 
 Fail closed: if masking itself fails (a bug, or bytes that do not match the message), the batch is refused as
 ``Permanent`` rather than forwarded unmasked; the error is logged (rate-limited) without any value.
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 
 from pipeline.component import CreateSettings, Factory, Kind
 from pipeline.consumer import Consumer
+from pipeline.delivery.merge import LazyBatch
 from pipeline.errors import Permanent
 from pipeline.model import Batch, Signal
 from pipeline.telemetry.ratelimit import RateLimitedLog
@@ -26,7 +28,8 @@ from processors.pii.metrics import PiiMetrics
 class _Input:
     """The consumer for one signal: mask, then pass on."""
 
-    mutates_data = True
+    # The batch it receives is never changed: a masked batch is a new one, built from new bytes.
+    mutates_data = False
 
     def __init__(self, owner: PiiProcessor, signal: Signal, nxt: Consumer, metrics: PiiMetrics) -> None:
         self._owner = owner
@@ -35,8 +38,7 @@ class _Input:
         self._metrics = metrics
 
     async def consume(self, batch: Batch) -> None:
-        self._owner.mask(batch, self._metrics)
-        await self._next.consume(batch)
+        await self._next.consume(self._owner.mask(batch, self._metrics))
 
 
 class PiiProcessor:
@@ -57,10 +59,12 @@ class PiiProcessor:
     def consumer(self, signal: Signal) -> Consumer:
         return self._inputs[signal]
 
-    def mask(self, batch: Batch, metrics: PiiMetrics) -> None:
+    def mask(self, batch: Batch, metrics: PiiMetrics) -> Batch:
+        """The batch to pass on: ``batch`` itself when nothing matched, else a new one holding the masked bytes
+        (parsed only if something downstream asks for the message)."""
         raw = batch.serialize()
         try:
-            outcome = self.engine.process(batch.signal, batch.message, raw)
+            outcome = self.engine.process(batch.signal, raw)
         except Exception as exc:
             # Never forward a batch that may still hold what it was meant to hide.
             self._errors.log(
@@ -72,10 +76,11 @@ class PiiProcessor:
                 items=batch.items,
             )
             raise Permanent(f"pii masking failed ({type(exc).__name__})") from exc
-        if outcome.changed:
-            # Attributes may have been removed, never items: the count stays.
-            batch.mark_modified()
         metrics.record(len(raw), outcome.values_scanned, outcome.matches, outcome.changed)
+        if outcome.raw is None:
+            return batch
+        # Attributes may have been removed, never items: the count stays.
+        return LazyBatch(batch.signal, outcome.raw, batch.items, batch.metadata)
 
     async def start(self) -> None:
         if self._started:

@@ -3,9 +3,9 @@
 The walk reads the protobuf wire format of the request just deep enough: it skips every field that no hit
 touches (one tag and one length per span, no Python object per span) and descends only into the fields that a
 hit overlaps, down to the attribute (KeyValue), string field or log body that holds it. What it returns are
-*targets*: where the value lives in the message (a path of field names and indices for the protobuf API) and
-its byte range in the buffer. Schemas come from the message descriptors, so field numbers cannot drift from
-the generated code.
+*targets* (a field's byte range and the message holding it) and *frames* (every message entered: where its
+length sits, so splice.py can rewrite it). Schemas come from the message descriptors, so field numbers cannot
+drift from the generated code.
 
 Every string a backend stores is covered: resource, scope, span, event and link attributes, span names,
 status messages, event names, log bodies and attributes, metric data point and exemplar attributes.
@@ -47,12 +47,14 @@ KVS = 1  # a repeated KeyValue (attributes): each occurrence is a target
 STR = 2  # a string to scan (span name, status message, event name)
 ANY = 3  # an AnyValue (log body)
 
-# A path from the request to a message: (field name, index) steps, index -1 for a singular field.
-Path = tuple[tuple[str, int], ...]
-# (kind, path of the message holding the field, field name, index or -1, start and end of the field's bytes,
-# first and last+1 index of the hits overlapping it). Without hits (first == last), a target is only there for
-# its key (``every`` mode).
-Target = tuple[int, Path, str, int, int, int, int, int]
+# (kind, frame of the message holding the field, where the field's tag starts, start and end of the field's
+# content, first and last+1 index of the hits overlapping it). Without hits (first == last), a target is only
+# there for its key (``every`` mode).
+Target = tuple[int, int, int, int, int, int, int]
+# A length-delimited message the walk entered: (where its length varint starts, where its content starts,
+# where it ends, the frame holding it or -1 for the request itself). Frames are numbered in the order they are
+# entered, so a frame's number is always above its parent's: splice.py fixes lengths from the last one back.
+Frame = tuple[int, int, int, int]
 
 
 class WireError(ValueError):
@@ -62,23 +64,20 @@ class WireError(ValueError):
 class Node:
     """The fields of one message type that the walk cares about."""
 
-    __slots__ = ("fields", "size")
+    __slots__ = ("fields",)
 
-    def __init__(self, fields: Mapping[int, tuple[int, str, Node | None, bool]]) -> None:
-        # field number -> (kind, field name, child node for MSG, repeated)
+    def __init__(self, fields: Mapping[int, tuple[int, Node | None]]) -> None:
+        # field number -> (kind, child node for MSG)
         self.fields = dict(fields)
-        # One more than the highest field number listed: the length of a per-field counter list.
-        self.size = max(self.fields, default=0) + 1
 
 
 def _node(descriptor: Descriptor, spec: Mapping[str, int | Node]) -> Node:
-    fields: dict[int, tuple[int, str, Node | None, bool]] = {}
+    fields: dict[int, tuple[int, Node | None]] = {}
     for name, what in spec.items():
         f = descriptor.fields_by_name[name]
-        if isinstance(what, Node):
-            fields[f.number] = (MSG, name, what, f.is_repeated)
-        else:
-            fields[f.number] = (what, name, None, f.is_repeated)
+        if f.type != f.TYPE_MESSAGE and f.type != f.TYPE_STRING:
+            raise TypeError(f"{descriptor.name}.{name} is not length-delimited")
+        fields[f.number] = (MSG, what) if isinstance(what, Node) else (what, None)
     return Node(fields)
 
 
@@ -169,7 +168,7 @@ def varint(buf: bytes, i: int) -> tuple[int, int]:
 
 
 class _Walk:
-    __slots__ = ("buf", "ends", "every", "n", "out", "starts")
+    __slots__ = ("buf", "ends", "every", "frames", "n", "out", "starts")
 
     def __init__(self, buf: bytes, starts: Sequence[int], ends: Sequence[int], every: bool) -> None:
         self.buf = buf
@@ -178,27 +177,32 @@ class _Walk:
         self.n = len(starts)
         self.every = every
         self.out: list[Target] = []
+        self.frames: list[Frame] = []
 
-    def walk(self, lo: int, hi: int, node: Node, path: Path, h: int) -> int:
+    def walk(self, lo: int, hi: int, node: Node, frame: int, h: int) -> int:
         """Walk the message in buf[lo:hi]; ``h`` is the first hit that may still overlap what comes next (fields
         are visited in byte order, so it only moves forward). Returns the updated ``h``."""
         buf, fields, starts, ends, n, every = self.buf, node.fields, self.starts, self.ends, self.n, self.every
-        seen = [-1] * node.size  # occurrences so far of each repeated field: the protobuf index
         out = self.out
         i = lo
         while i < hi:
             # Nothing left to find in this message: the next hit starts after it (or there is none).
             if not every and (h >= n or starts[h] >= hi):
                 return h
+            field_start = i
             tag = buf[i]
             if tag < 0x80:
                 i += 1
             else:
                 tag, i = varint(buf, i)
             if tag & 7 == 2:
+                length_at = i
                 length = buf[i]
                 if length < 0x80:
                     i += 1
+                elif buf[i + 1] < 0x80:  # two bytes: every span of a typical request
+                    length = (length & 0x7F) | (buf[i + 1] << 7)
+                    i += 2
                 else:
                     length, i = varint(buf, i)
                 start = i
@@ -206,10 +210,7 @@ class _Walk:
                 spec = fields.get(tag >> 3)
                 if spec is None:
                     continue
-                kind, name, child, repeated = spec
-                index = -1
-                if repeated:
-                    index = seen[tag >> 3] = seen[tag >> 3] + 1
+                kind, child = spec
                 while h < n and ends[h] <= start:
                     h += 1
                 if (h >= n or starts[h] >= i) and (not every or (kind != MSG and kind != KVS)):
@@ -218,12 +219,13 @@ class _Walk:
                     raise WireError("field runs past its message")
                 if kind == MSG:
                     assert child is not None
-                    h = self.walk(start, i, child, (*path, (name, index)), h)
+                    self.frames.append((length_at, start, i, frame))
+                    h = self.walk(start, i, child, len(self.frames) - 1, h)
                 else:
                     last = h
                     while last < n and starts[last] < i:
                         last += 1
-                    out.append((kind, path, name, index, start, i, h, last))
+                    out.append((kind, frame, field_start, start, i, h, last))
             else:
                 wire_type = tag & 7
                 if wire_type == 0:
@@ -241,15 +243,18 @@ class _Walk:
         return h
 
 
-def locate(signal: Signal, buf: bytes, starts: Sequence[int], ends: Sequence[int], every: bool = False) -> list[Target]:
-    """Targets whose bytes overlap a hit [starts[k], ends[k]) (sorted, non-overlapping); with ``every``, also
-    every attribute that no hit touches (for key rules that no literal can prefilter)."""
+def locate(
+    signal: Signal, buf: bytes, starts: Sequence[int], ends: Sequence[int], every: bool = False
+) -> tuple[list[Target], list[Frame]]:
+    """Targets whose bytes overlap a hit [starts[k], ends[k]) (sorted, non-overlapping), in byte order; with
+    ``every``, also every attribute that no hit touches (for key rules that no literal can prefilter). And the
+    frames of the messages entered on the way, which the targets refer to."""
     walk = _Walk(buf, starts, ends, every)
     try:
-        walk.walk(0, len(buf), SCHEMAS[signal], (), 0)
+        walk.walk(0, len(buf), SCHEMAS[signal], -1, 0)
     except IndexError:
         raise WireError("truncated message") from None
-    return walk.out
+    return walk.out, walk.frames
 
 
 def key_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int]:
@@ -274,10 +279,11 @@ def key_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int]:
     return ks, ke, vs, ve
 
 
-def key_and_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int, int]:
-    """A KeyValue's key range, then its value's kind and content range (see ``any_value``). The layout every
-    encoder writes (key, then a value holding one string, lengths below 16 KiB) is read inline; anything else
-    goes the long way."""
+def key_and_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int, int, bool]:
+    """A KeyValue's key range, then its value's kind and content range (see ``any_value``), and whether the
+    KeyValue is *plain*: its key, then a value holding one string and nothing else (the layout every encoder
+    writes; a masked plain attribute is rebuilt from its key and new text). Plain layouts with lengths below
+    16 KiB are read inline; anything else goes the long way."""
     if buf[start] == 0x0A and buf[start + 1] < 0x80:
         ks = start + 2
         ke = ks + buf[start + 1]
@@ -298,16 +304,23 @@ def key_and_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int,
                     n = (n & 0x7F) | (buf[s] << 7)
                     s += 1
                 if s + n == end:
-                    return ks, ke, ANY_STRING, s, end
+                    return ks, ke, ANY_STRING, s, end, True
     return _key_and_value(buf, start, end)
 
 
-def _key_and_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int, int]:
+def _key_and_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int, int, bool]:
     ks, ke, vs, ve = key_value(buf, start, end)
     if vs < 0:
-        return ks, ke, ANY_EMPTY, vs, vs
+        return ks, ke, ANY_EMPTY, vs, vs, False
     kind, s, e = any_value(buf, vs, ve)
-    return ks, ke, kind, s, e
+    return ks, ke, kind, s, e, False
+
+
+def tag_end(buf: bytes, i: int) -> int:
+    """Where the field whose tag starts at ``i`` has its length (the tag is a varint)."""
+    while buf[i] >= 0x80:
+        i += 1
+    return i + 1
 
 
 # AnyValue kinds as the walk reports them.

@@ -29,8 +29,13 @@ def mask(text: str, **table: Any) -> str | None:
 
 
 def process(eng: Engine, signal: Signal, message: Request) -> Outcome:
-    """Run one request through the engine the way the processor does (bytes from the message)."""
-    return eng.process(signal, message, message.SerializeToString())
+    """Run one request through the engine the way the processor does (bytes from the message); the message
+    is replaced by the masked request, as the batch passed on would hold it."""
+    out = eng.process(signal, message.SerializeToString())
+    if out.raw is not None:
+        message.Clear()
+        message.ParseFromString(out.raw)
+    return out
 
 
 def strings(message: Message) -> Iterator[str]:

@@ -47,10 +47,10 @@ def _flagged(eng: Engine, texts: list[str]) -> tuple[list[bytes], list[int]]:
     raw = request.SerializeToString()
     starts, ends, per_pass = eng.scanner.bulk.hits(raw)
     values, touched = [], []
-    for kind, _, _, _, start, end, first, last in wire.locate(Signal.TRACES, raw, starts, ends):
+    for kind, _, _, start, end, first, last in wire.locate(Signal.TRACES, raw, starts, ends)[0]:
         if kind != wire.KVS:
             continue
-        _, _, value_kind, s, e = wire.key_and_value(raw, start, end)
+        _, _, value_kind, s, e, _ = wire.key_and_value(raw, start, end)
         if value_kind == wire.ANY_STRING and any(starts[k] < e and ends[k] > s for k in range(first, last)):
             values.append(raw[s:e])
             touched.append(passes_touching(per_pass, s, e))

@@ -14,6 +14,7 @@ import pytest
 from config.loader import load_config_text
 from pipeline.component import Kind
 from pipeline.components import default_registry
+from pipeline.delivery.merge import LazyBatch
 from pipeline.errors import ConfigError, Permanent
 from pipeline.model import Batch, Signal
 from pipeline.telemetry.metrics import SelfMetrics
@@ -98,17 +99,26 @@ def _traces_with_secret() -> Batch:
     return Batch.from_message(Signal.TRACES, req)
 
 
-def test_masks_in_place_and_forgets_stale_bytes() -> None:
+def test_passes_on_a_new_masked_batch_and_leaves_its_input_alone() -> None:
     processor, sink, metrics = _processor()
     batch = _traces_with_secret()
+    before = batch.serialize()
     nbytes = batch.nbytes
-    assert processor.consumer(Signal.TRACES).mutates_data
+    assert not processor.consumer(Signal.TRACES).mutates_data
     asyncio.run(processor.consumer(Signal.TRACES).consume(batch))
     (out,) = sink.batches
-    assert out is batch
-    assert out.raw is None
+    assert out is not batch
+    assert isinstance(out, LazyBatch)
+    assert not out.parsed  # nothing downstream asked for the message yet
     assert out.items == 2
+    assert out.metadata is batch.metadata
     assert SECRET.encode() not in out.serialize()
+    assert batch.serialize() == before  # a batch shared with other consumers is not changed
+    assert SECRET.encode() in before
+    # The new bytes parse into the same request with the value masked.
+    spans = out.message.resource_spans[0].scope_spans[0].spans
+    assert spans[1].attributes[-1].value.string_value == "[REDACTED:email]"
+    assert len(spans) == 2
     labels = {"processor": "pii", "pipeline": "test", "otel_signal": "traces"}
     assert (
         sample_value(

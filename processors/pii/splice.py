@@ -1,0 +1,75 @@
+"""Rewrite a serialized request with some byte ranges replaced, fixing the length of every message around them.
+
+Masking changes the length of a value, and with it the length prefix of every message that holds it (the
+attribute, the span, its scope and resource). The wire walk (wire.py) recorded each message it entered as a
+*frame*: where its length varint sits and the frame around it. Every edit adds its size change to the frame
+holding it; frames are then settled from the innermost out (a child's number is above its parent's), each one's
+length rewritten and the size change, including a length varint that grew or shrank, passed to its parent.
+The result is the request as the protobuf API would have serialized it after the same edits, without parsing
+or re-serializing anything else: the unchanged bytes are copied by slicing.
+
+Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+from processors.pii.wire import Frame
+
+# (start, end, new bytes, frame whose content holds [start, end)).
+Edit = tuple[int, int, bytes, int]
+
+
+_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
+
+
+def varint(value: int) -> bytes:
+    """``value`` (non-negative) as a protobuf varint."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0x4000:  # every string and most spans of a typical request
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def splice(buf: bytes, frames: Sequence[Frame], edits: Sequence[Edit]) -> bytes:
+    """``buf`` with every edit applied and the lengths of the frames around them fixed. Edits must not overlap
+    each other nor contain a frame's length varint (they replace leaf fields, inside the frame they name)."""
+    growth: dict[int, int] = {}
+    for start, end, new, frame in edits:
+        change = len(new) - (end - start)
+        if change and frame >= 0:
+            growth[frame] = growth.get(frame, 0) + change
+    pieces: list[tuple[int, int, bytes]] = [(s, e, b) for s, e, b, _ in edits]
+    order = [-f for f in growth]
+    heapq.heapify(order)
+    while order:
+        frame = -heapq.heappop(order)
+        change = growth[frame]
+        length_at, start, end, parent = frames[frame]
+        encoded = varint(end - start + change)
+        pieces.append((length_at, start, encoded))
+        change += len(encoded) - (start - length_at)
+        if change and parent >= 0:
+            if parent not in growth:
+                growth[parent] = 0
+                heapq.heappush(order, -parent)
+            growth[parent] += change
+    pieces.sort()
+    out: list[bytes] = []
+    last = 0
+    for start, end, new in pieces:
+        if start < last:
+            raise ValueError("overlapping edits")
+        out.append(buf[last:start])
+        out.append(new)
+        last = end
+    out.append(buf[last:])
+    return b"".join(out)
