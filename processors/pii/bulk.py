@@ -125,12 +125,17 @@ class Bulk:
 
     def hits(self, raw: bytes) -> tuple[list[int], list[int], list[tuple[list[int], list[int]]]]:
         """Every pass over ``raw``: merged hits (sorted, overlapping ones joined: what the wire walk needs) and
-        each pass's own hits (what the per-value fast path needs)."""
+        each pass's own hits (which passes touch a value: ``passes_touching``)."""
         per_pass = [pattern.all_spans(raw) for pattern in self.patterns]
         if len(per_pass) == 1:
             starts, ends = per_pass[0]
             return starts, ends, per_pass
-        merged = sorted((s, e) for starts, ends in per_pass for s, e in zip(starts, ends, strict=True))
+        all_starts: list[int] = []
+        all_ends: list[int] = []
+        for starts, ends in per_pass:
+            all_starts += starts
+            all_ends += ends
+        merged = sorted(zip(all_starts, all_ends, strict=True))
         out_starts: list[int] = []
         out_ends: list[int] = []
         for s, e in merged:

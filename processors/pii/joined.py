@@ -36,15 +36,17 @@ SEPARATOR = b"\x00"
 # secret) and its rule.
 Confirm = Callable[[bytes, Sequence[Span]], list[Span]]
 Detector = tuple[Pattern, Confirm | None, "Rule"]
-# (start, end, rule) relative to the value.
-Found = tuple[int, int, "Rule"]
+# (start, end, rule, its action, None) relative to the value: scan.py's Region with no precomputed replacement.
+Found = tuple[int, int, "Rule", str, None]
 
 
-def scan_joined(values: Sequence[bytes], detectors: Sequence[Detector]) -> list[list[Found]]:
-    """Every confirmed match of every detector in every value, per value (not merged, not sorted)."""
-    out: list[list[Found]] = [[] for _ in values]
+def scan_joined(
+    values: Sequence[bytes], detectors: Sequence[Detector], out: list[list[Found]], slots: Sequence[int]
+) -> None:
+    """Every confirmed match of every detector in every value, appended to ``out[slots[k]]`` for value k (not
+    merged, not sorted)."""
     if not values or not detectors:
-        return out
+        return
     joined = SEPARATOR.join(values)
     bases: list[int] = []
     position = 0
@@ -52,16 +54,16 @@ def scan_joined(values: Sequence[bytes], detectors: Sequence[Detector]) -> list[
         bases.append(position)
         position += len(value) + 1
     for detector in detectors:
-        _scan_one(joined, values, bases, detector, out)
-    return out
+        for k, region in _scan_one(joined, values, bases, detector):
+            out[slots[k]].append(region)
 
 
-def _scan_one(
-    joined: bytes, values: Sequence[bytes], bases: list[int], detector: Detector, out: list[list[Found]]
-) -> None:
+def _scan_one(joined: bytes, values: Sequence[bytes], bases: list[int], detector: Detector) -> list[tuple[int, Found]]:
+    """(value index, region) for every confirmed match of one detector."""
     pattern, confirm, rule = detector
-    found: dict[int, list[Found]] = {}
-    redo: set[int] = set()
+    action = rule.action
+    found: list[tuple[int, Found]] = []
+    redo: set[int] | None = None
     end = len(joined)
     for spans in pattern.match_list(joined):
         s, e = spans[0]
@@ -69,34 +71,32 @@ def _scan_one(
             continue  # an empty match is no secret
         j = bisect_right(bases, s) - 1
         base = bases[j]
-        if e > base + len(values[j]):  # runs into the separator: per value, this match does not exist
+        value = values[j]
+        if e > base + len(value):  # runs into the separator: per value, this match does not exist
+            if redo is None:
+                redo = set()
             redo.update(range(j, bisect_right(bases, min(e, end) - 1)))
             continue
-        if j in redo:
+        if redo is not None and j in redo:
             continue
-        spans = (
-            [(a - base, b - base) if a >= 0 else (a, b) for a, b in spans]
-            if len(spans) > 1
-            else ((s - base, e - base),)
-        )
-        hits = _confirmed(values[j], spans, confirm)
-        if hits:
-            found.setdefault(j, []).extend((a, b, rule) for a, b in hits)
-    for j in redo:
-        found.pop(j, None)
-        value = values[j]
-        for spans in pattern.match_list(value):
-            hits = _confirmed(value, spans, confirm)
-            if hits:
-                found.setdefault(j, []).extend((a, b, rule) for a, b in hits)
-    for j, confirmed in found.items():
-        out[j].extend(confirmed)
+        if len(spans) == 1:
+            local: Sequence[Span] = ((s - base, e - base),)
+        else:
+            local = [(a - base, b - base) if a >= 0 else (a, b) for a, b in spans]
+        for a, b in confirm(value, local) if confirm is not None else _user_secret(local):
+            found.append((j, (a, b, rule, action, None)))
+    if redo is not None:
+        found = [item for item in found if item[0] not in redo]
+        for j in sorted(redo):
+            value = values[j]
+            for spans in pattern.match_list(value):
+                for a, b in confirm(value, spans) if confirm is not None else _user_secret(spans):
+                    found.append((j, (a, b, rule, action, None)))
+    return found
 
 
-def _confirmed(value: bytes, spans: Sequence[Span], confirm: Confirm | None) -> list[Span]:
-    if confirm is not None:
-        return confirm(value, spans)
-    # A user rule: with a capturing group, only the first group is the secret ("customer=(\d+)").
+def _user_secret(spans: Sequence[Span]) -> list[Span]:
+    """A user rule's secret: with a capturing group, only the first group ("customer=(\\d+)"), else the match."""
     s, e = spans[1] if len(spans) > 1 and spans[1][0] >= 0 else spans[0]
     return [(s, e)] if e > s else []
 

@@ -220,16 +220,30 @@ class ValueScanner:
         cached and counted like ``mask``'s; the values are expected to have missed the cache."""
         found = self.regions_many(values, touched)
         cache = self._cache
+        replacement = self.masker.replacement
         results: list[bytes | _Drop | None] = []
         for value, regions, can_drop in zip(values, found, removable, strict=True):
-            counted: dict[tuple[str, str], int] = {}
-            result = self._finish(value, regions, counted, can_drop) if regions else None
+            result: bytes | _Drop | None
+            counted: tuple[tuple[tuple[str, str], int], ...]
+            if not regions:
+                result, counted = None, ()
+            elif len(regions) == 1 and regions[0][3] != "drop" and regions[0][4] is None:
+                # The common case, inline: one match, replaced.
+                s, e, rule, action, _ = regions[0]
+                result = value[:s] + replacement(rule, action, value[s:e]) + value[e:]
+                key: tuple[str, str] = (rule.name, action)
+                counts[key] = counts.get(key, 0) + 1
+                counted = ((key, 1),)
+            else:
+                tally: dict[tuple[str, str], int] = {}
+                result = self._finish(value, regions, tally, can_drop)
+                counted = tuple(tally.items())
+                for key, times in counted:
+                    counts[key] = counts.get(key, 0) + times
             if len(value) <= _CACHE_VALUE_LIMIT:
                 if len(cache) >= _CACHE_ENTRIES:
                     cache.clear()
-                cache[(value, can_drop)] = (result, tuple(counted.items()) if counted else ())
-            for name_action, n in counted.items():
-                counts[name_action] = counts.get(name_action, 0) + n
+                cache[(value, can_drop)] = (result, counted)
             results.append(result)
         return results
 
@@ -250,11 +264,7 @@ class ValueScanner:
             chosen = [k for k, t in enumerate(touched) if t & bit]
             if not chosen:
                 continue
-            for k, hits in zip(chosen, joined.scan_joined([values[k] for k in chosen], detectors), strict=True):
-                if hits:
-                    regions = out[k]
-                    for s, e, rule in hits:
-                        regions.append((s, e, rule, rule.action, None))
+            joined.scan_joined([values[k] for k in chosen], detectors, out, chosen)  # type: ignore[arg-type]
         for position, user in self._positional:
             bit = 1 << position
             for k, t in enumerate(touched):

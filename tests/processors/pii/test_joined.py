@@ -9,6 +9,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from pipeline.model import Signal
 from processors.pii import wire
+from processors.pii.actions import Rule
 from processors.pii.bulk import passes_touching
 from processors.pii.corpus import NEAR_MISSES, POSITIVES
 from processors.pii.engine import Engine
@@ -80,12 +81,18 @@ def test_every_pass_asked_equals_per_value_scan() -> None:
 
 
 def test_match_running_across_the_separator_is_redone_per_value() -> None:
-    rule = object()
+    rule = Rule("session", "redact", 1)
     detector = (Pattern(rb"sess=[^;]*"), None, rule)
     values = [b"sess=abc", b"sess=def; x", b"plain", b"a sess=g"]
     assert SEPARATOR not in b"".join(values)
-    found = scan_joined(values, [detector])  # type: ignore[list-item]
-    assert found == [[(0, 8, rule)], [(0, 8, rule)], [], [(2, 8, rule)]]
+    found: list[list[object]] = [[] for _ in values]
+    scan_joined(values, [detector], found, range(len(values)))  # type: ignore[arg-type,list-item]
+    assert found == [
+        [(0, 8, rule, rule.action, None)],
+        [(0, 8, rule, rule.action, None)],
+        [],
+        [(2, 8, rule, rule.action, None)],
+    ]
 
 
 def test_anchored_user_rule_only_matches_a_whole_value() -> None:
