@@ -38,6 +38,7 @@ from typing import Any, Literal
 from opentelemetry.proto.logs.v1.logs_pb2 import ScopeLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
+from pipeline.delivery.merge import LazyBatch
 from pipeline.model import Batch, Signal
 from processors.tail_sampling import config as c
 from processors.tail_sampling.annotate import annotate_spans
@@ -123,14 +124,15 @@ class Outcome:
         return bool(self.spans) or bool(self.logs)
 
     def batches(self, annotations: AnnotationsConfig) -> list[Batch]:
-        """The requests to send, parsed (downstream components read messages), kept spans annotated."""
+        """The requests to send, kept spans annotated. They carry their bytes and are parsed only if something
+        downstream reads the message (the pii processor and the exporters work on the bytes)."""
         out: list[Batch] = []
-        for raw, _ in self.spans.encode():
-            batch = Batch.parse(Signal.TRACES, raw)
+        for raw, items in self.spans.encode():
+            batch: Batch = LazyBatch(Signal.TRACES, raw, items)
             if self.decisions and annotate_spans(batch.message, self.decisions, annotations):
                 batch.mark_modified()
             out.append(batch)
-        out.extend(Batch.parse(Signal.LOGS, raw) for raw, _ in self.logs.encode())
+        out.extend(LazyBatch(Signal.LOGS, raw, items) for raw, items in self.logs.encode())
         return out
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from pipeline.component import Kind
 from pipeline.consumer import Consumer
+from pipeline.delivery.merge import LazyBatch
 from pipeline.errors import Permanent, Refused
-from pipeline.model import Batch, Signal
+from pipeline.model import Batch, Signal, count_items
 from pipeline.telemetry.health import Status
 from pipeline.telemetry.metrics import SelfMetrics
 from processors.tail_sampling import FACTORY
@@ -75,7 +76,10 @@ def test_buffers_then_sends_kept_traces_on_tick() -> None:
         assert env.traces.batches == []  # acknowledged = buffered
         await env.tick_after(1.0)
         assert _sent_span_ids(env.traces) == {s.span_id for s in req.resource_spans[0].scope_spans[0].spans[:2]}
-        assert env.traces.batches[0].raw is not None  # unannotated: sent as built
+        sent = env.traces.batches[0]
+        assert sent.raw is not None  # unannotated: sent as built
+        assert isinstance(sent, LazyBatch)  # the message is parsed only when asked for (above, by the test)
+        assert sent.items == count_items(Signal.TRACES, sent.message) == 2
         assert env.metric(f"{P}_traces_decided_total", decision="kept", trigger="wait") == 1
         assert env.metric(f"{P}_policy_decisions_total", policy="errors", outcome="not_sampled") == 1
         assert env.metric(f"{P}_traces_held") == 0
@@ -96,6 +100,8 @@ def test_logs_through_the_same_instance_follow_their_trace() -> None:
         await env.tick_after(1.0)
         assert env.logs.items() == 2
         assert env.traces.items() == 1
+        for batch in env.logs.batches + env.traces.batches:
+            assert batch.items == count_items(batch.signal, batch.message)
 
     run(go)
 
