@@ -33,6 +33,9 @@ class ServiceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     shutdown_timeout_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 30_000
     # glibc malloc thresholds (DESIGN.md section 4: +70% gRPC receive); RSS then stays high after a spike.
     tune_malloc: bool = True
+    # Freeze start-up objects out of the cyclic GC, so its full collections skip them
+    # (pipeline/telemetry/process.py).
+    tune_gc: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from pipeline.errors import ConfigError, StartError
 from pipeline.telemetry.health import HealthRegistry
 from pipeline.telemetry.logging import configure_logging
 from pipeline.telemetry.metrics import SelfMetrics
-from pipeline.telemetry.process import tune_malloc
+from pipeline.telemetry.process import tune_gc, tune_malloc
 from pipeline.telemetry.server import TelemetryServer
 
 log = logging.getLogger("otelpipe.service")
@@ -170,6 +170,8 @@ def run_service(config_paths: Sequence[Path], registry: Registry, config: Config
         log.warning("configuration: %s", warning)
     if config.service.tune_malloc and tune_malloc():
         log.debug("malloc thresholds raised (mmap 64 MiB, trim 256 MiB)")
+    if config.service.tune_gc:
+        tune_gc()
 
     def reload() -> Config:
         return load_config(config_paths, registry)

@@ -24,12 +24,17 @@ from processors.pii.bulk import passes_touching
 from processors.pii.config import BLOCKED_KEY, NOT_ALLOWED, PiiConfig
 from processors.pii.detectors import shapes_for
 from processors.pii.regex import Pattern
-from processors.pii.scan import DROP, Counts, UserRule, ValueScanner
+from processors.pii.scan import DROP, Counted, Counts, Masked, UserRule, ValueScanner
 from processors.pii.splice import Edit, splice, varint
 
 # A value waiting for its scan: (target kind, frame, field start, content start, content end, end of the key for
-# a plain attribute (else -1), plain layout).
-_Sink = tuple[int, int, int, int, int, int, bool]
+# a plain attribute (else -1), plain layout, the attribute's whole field bytes when they are to be remembered,
+# else b"").
+_Sink = tuple[int, int, int, int, int, int, bool, bytes]
+# Remembered attribute fields (bytes of the whole field -> new field bytes or None, matches counted): fields up to
+# this size, this many entries (then it starts over; about 4 MB at most).
+_FIELD_CACHE_LIMIT = 512
+_FIELD_CACHE_ENTRIES = 4096
 
 
 @dataclass(slots=True)
@@ -65,6 +70,7 @@ class Engine:
         self.masker = Masker(config.redaction, config.hash_key)
         self.scanner = ValueScanner(shapes, user_rules, self.keys, self.blocked_rule, self.masker)
         self.every_key = self.keys.needs_every_key()
+        self._fields: dict[bytes, tuple[bytes | None, Counted]] = {}
         # The union of every bulk alternative in one pattern (benchmarks compare it; processing uses the passes).
         self.bulk = self.scanner.bulk.pattern
 
@@ -89,8 +95,23 @@ class Engine:
         key_and_value = wire.key_and_value
         decide = self.keys.decide
         kvs, string = wire.KVS, wire.ANY_STRING
+        fields = self._fields
         for kind, frame, field_start, start, end, first, last in targets:
+            whole = b""
             if kind == kvs:
+                # Telemetry repeats attributes (a client address on every span): a field seen before is replaced
+                # as it was then, without looking inside.
+                if end - field_start <= _FIELD_CACHE_LIMIT:
+                    whole = raw[field_start:end]
+                    known = fields.get(whole)
+                    if known is not None:
+                        new, counted = known
+                        for key, times in counted:
+                            matches[key] = matches.get(key, 0) + times
+                        out.values_scanned += 1
+                        if new is not None:
+                            edits.append((field_start, end, new, frame))
+                        continue
                 ks, ke, value_kind, s, e, plain = key_and_value(raw, start, end)
                 flags = decide(raw[ks:ke])
                 if flags or value_kind != string or first == last:
@@ -119,27 +140,39 @@ class Engine:
                 removable = False
             out.values_scanned += 1
             value = raw[s:e]
-            sink = (kind, frame, field_start, start, end, ke, plain)
+            sink = (kind, frame, field_start, start, end, ke, plain, whole)
             hit = cached(value, removable, matches)
             if hit is None:
                 pending.append(value)
                 pending_touched.append(passes_touching(per_pass, s, e))
                 pending_removable.append(removable)
                 sinks.append(sink)
-            elif hit[0] is not None:
-                edits.append(self._value_edit(raw, sink, hit[0]))
+            else:
+                self._edit(raw, sink, hit, edits)
         if pending:
             results = self.scanner.mask_many(pending, pending_touched, pending_removable, matches)
             for masked, sink in zip(results, sinks, strict=True):
-                if masked is not None:
-                    edits.append(self._value_edit(raw, sink, masked))
+                self._edit(raw, sink, masked, edits)
         if edits:
             out.raw = splice(raw, frames, edits)
         return out
 
+    def _edit(self, raw: bytes, sink: _Sink, masked: Masked, edits: list[Edit]) -> None:
+        """Record a scanned value's edit, if any; remember a plain attribute's outcome by its field bytes."""
+        result, counted = masked
+        edit = None if result is None else self._value_edit(raw, sink, result)
+        if edit is not None:
+            edits.append(edit)
+        whole = sink[-1]
+        if whole:
+            fields = self._fields
+            if len(fields) >= _FIELD_CACHE_ENTRIES:
+                fields.clear()
+            fields[whole] = (None if edit is None else edit[2], counted)
+
     def _value_edit(self, raw: bytes, sink: _Sink, masked: object) -> Edit:
         """The new bytes of a field whose value was masked: its tag, new length and new content."""
-        kind, frame, field_start, start, end, ke, plain = sink
+        kind, frame, field_start, start, end, ke, plain, _ = sink
         if masked is DROP:  # only attributes are scanned as removable
             return (field_start, end, b"", frame)
         assert isinstance(masked, bytes)

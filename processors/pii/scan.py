@@ -34,6 +34,8 @@ from processors.pii.regex import Pattern, Span
 # Region: (start, end, rule, action, precomputed replacement or None).
 Region = tuple[int, int, Rule, Action, bytes | None]
 Counts = MutableMapping[tuple[str, str], int]
+# The matches one value counted: ((rule name, action), times) pairs.
+Counted = tuple[tuple[tuple[str, str], int], ...]
 # The bulk hits touching a value, relative to it: those inside it, and the start of one that runs past its end
 # into the framing bytes after it (-1 if none).
 Hits = tuple[Sequence[Span], int]
@@ -49,6 +51,8 @@ class _Drop:
 
 
 DROP = _Drop()
+# A value's masking result (new bytes, DROP, or None when nothing matched) and the matches it counted.
+Masked = tuple[bytes | _Drop | None, Counted]
 
 # Above this size a value skips the Set and runs every alternative: the Set's DFA has a memory budget and,
 # unlike a single pattern, reports "no match" rather than slowing down when it runs out.
@@ -107,7 +111,7 @@ class ValueScanner:
         ]
         self._blocked = blocked_rule
         self.masker = masker
-        self._cache: dict[tuple[bytes, bool], tuple[bytes | _Drop | None, tuple[tuple[tuple[str, str], int], ...]]] = {}
+        self._cache: dict[tuple[bytes, bool], Masked] = {}
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -214,17 +218,18 @@ class ValueScanner:
 
     def mask_many(
         self, values: Sequence[bytes], touched: Sequence[int], removable: Sequence[bool], counts: Counts
-    ) -> list[bytes | _Drop | None]:
+    ) -> list[Masked]:
         """``mask`` for many values at once (detection joined: see joined.py). ``touched[k]`` has bit p set
         when bulk pass p hit value k: only that pass's detectors can confirm something there. Results are
-        cached and counted like ``mask``'s; the values are expected to have missed the cache."""
+        cached and counted like ``mask``'s; the values are expected to have missed the cache. Each result comes
+        with the matches it counted."""
         found = self.regions_many(values, touched)
         cache = self._cache
         replacement = self.masker.replacement
-        results: list[bytes | _Drop | None] = []
+        results: list[Masked] = []
         for value, regions, can_drop in zip(values, found, removable, strict=True):
             result: bytes | _Drop | None
-            counted: tuple[tuple[tuple[str, str], int], ...]
+            counted: Counted
             if not regions:
                 result, counted = None, ()
             elif len(regions) == 1 and regions[0][3] != "drop" and regions[0][4] is None:
@@ -244,17 +249,17 @@ class ValueScanner:
                 if len(cache) >= _CACHE_ENTRIES:
                     cache.clear()
                 cache[(value, can_drop)] = (result, counted)
-            results.append(result)
+            results.append((result, counted))
         return results
 
-    def cached(self, value: bytes, removable: bool, counts: Counts) -> tuple[bytes | _Drop | None] | None:
-        """``(result,)`` when ``mask`` has seen this value (its matches are counted again), else None."""
+    def cached(self, value: bytes, removable: bool, counts: Counts) -> Masked | None:
+        """``(result, matches)`` when ``mask`` has seen this value (its matches are counted again), else None."""
         hit = self._cache.get((value, removable))
         if hit is None:
             return None
         for name_action, n in hit[1]:
             counts[name_action] = counts.get(name_action, 0) + n
-        return (hit[0],)
+        return hit
 
     def regions_many(self, values: Sequence[bytes], touched: Sequence[int]) -> list[list[Region]]:
         """``regions`` for many values, each pattern run once over the values its pass touched, joined."""

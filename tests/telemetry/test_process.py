@@ -1,7 +1,8 @@
-"""tune_malloc: applied on glibc Linux, a no-op elsewhere, never an exception."""
+"""tune_malloc: applied on glibc Linux, a no-op elsewhere, never an exception. tune_gc: freezes start-up objects."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -34,3 +35,13 @@ def test_tune_malloc_is_a_noop_on_other_libcs(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(os, "confstr", no_glibc)
     assert process.tune_malloc() is False
+
+
+def test_tune_gc_freezes_start_up_objects_and_keeps_the_thresholds() -> None:
+    saved = gc.get_threshold()
+    try:
+        process.tune_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == saved
+    finally:
+        gc.unfreeze()

@@ -111,8 +111,33 @@ def test_mask_many_agrees_with_mask_and_fills_the_cache() -> None:
     values = [b"mail ann@example.com now", b"clean text", b"card 4111 1111 1111 1111"]
     counts: dict[tuple[str, str], int] = {}
     results = eng.scanner.mask_many(values, [0b111] * 3, [True] * 3, counts)
-    assert results == [b"mail [REDACTED:email] now", None, b"card [REDACTED:credit_card]"]
+    assert results == [
+        (b"mail [REDACTED:email] now", ((("email", "redact"), 1),)),
+        (None, ()),
+        (b"card [REDACTED:credit_card]", ((("credit_card", "redact"), 1),)),
+    ]
     assert counts == {("email", "redact"): 1, ("credit_card", "redact"): 1}
     again: dict[tuple[str, str], int] = {}
-    assert eng.scanner.cached(values[0], True, again) == (results[0],)
+    assert eng.scanner.cached(values[0], True, again) == results[0]
     assert again == {("email", "redact"): 1}
+
+
+def test_a_repeated_attribute_is_replaced_from_the_field_cache_and_counted_again() -> None:
+    eng = engine()
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for i in range(3):
+        span = spans.add(name=f"s{i}")
+        span.attributes.add(key="client.address", value={"string_value": "10.1.2.3"})
+        span.attributes.add(key="note", value={"string_value": f"clean {i}"})
+    first = eng.process(Signal.TRACES, request.SerializeToString())
+    assert len(eng._fields) == 1  # the address field, remembered once
+    second = eng.process(Signal.TRACES, request.SerializeToString())
+    assert first.raw == second.raw
+    assert first.matches == second.matches == {("ipv4", "redact"): 3}
+    assert first.values_scanned == second.values_scanned == 3
+    assert first.raw is not None
+    masked = ExportTraceServiceRequest.FromString(first.raw)
+    assert [s.attributes[0].value.string_value for s in masked.resource_spans[0].scope_spans[0].spans] == [
+        "[REDACTED:ipv4]"
+    ] * 3
