@@ -13,7 +13,6 @@ Pure: bytes in, bytes out.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 
 from processors.pii.wire import Frame
@@ -42,26 +41,22 @@ def varint(value: int) -> bytes:
 def splice(buf: bytes, frames: Sequence[Frame], edits: Sequence[Edit]) -> bytes:
     """``buf`` with every edit applied and the lengths of the frames around them fixed. Edits must not overlap
     each other nor contain a frame's length varint (they replace leaf fields, inside the frame they name)."""
-    growth: dict[int, int] = {}
+    growth = [0] * len(frames)
+    pieces: list[tuple[int, int, bytes]] = []
     for start, end, new, frame in edits:
-        change = len(new) - (end - start)
-        if change and frame >= 0:
-            growth[frame] = growth.get(frame, 0) + change
-    pieces: list[tuple[int, int, bytes]] = [(s, e, b) for s, e, b, _ in edits]
-    order = [-f for f in growth]
-    heapq.heapify(order)
-    while order:
-        frame = -heapq.heappop(order)
+        pieces.append((start, end, new))
+        if frame >= 0:
+            growth[frame] += len(new) - (end - start)
+    # A frame's number is above its parent's: going down, every frame is settled after all of its children.
+    for frame in range(len(frames) - 1, -1, -1):
         change = growth[frame]
+        if not change:
+            continue
         length_at, start, end, parent = frames[frame]
         encoded = varint(end - start + change)
         pieces.append((length_at, start, encoded))
-        change += len(encoded) - (start - length_at)
-        if change and parent >= 0:
-            if parent not in growth:
-                growth[parent] = 0
-                heapq.heappush(order, -parent)
-            growth[parent] += change
+        if parent >= 0:
+            growth[parent] += change + len(encoded) - (start - length_at)
     pieces.sort()
     out: list[bytes] = []
     last = 0

@@ -61,14 +61,30 @@ class WireError(ValueError):
     """The bytes are not a well-formed protobuf message (they parsed before, so this is a bug or corruption)."""
 
 
+# What the walk does with a field, by its tag: descend or report (a length-delimited field listed in the schema),
+# skip a length-delimited field, or skip a scalar of each wire type.
+_LISTED, _SKIP_LEN, _SKIP_VARINT, _SKIP_FIXED64, _SKIP_FIXED32, _BAD = range(6)
+_SCALAR = {0: _SKIP_VARINT, 1: _SKIP_FIXED64, 5: _SKIP_FIXED32}
+
+
 class Node:
     """The fields of one message type that the walk cares about."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("fields", "table")
 
     def __init__(self, fields: Mapping[int, tuple[int, Node | None]]) -> None:
         # field number -> (kind, child node for MSG)
         self.fields = dict(fields)
+        # Tags below 0x80 (one byte: field numbers up to 15, which covers every OTLP field the walk meets) ->
+        # (action, kind, child), so the hot loop decodes nothing but the length.
+        self.table = tuple(self.action(tag) for tag in range(0x80))
+
+    def action(self, tag: int) -> tuple[int, int, Node | None]:
+        wire_type = tag & 7
+        if wire_type == 2:
+            spec = self.fields.get(tag >> 3)
+            return (_SKIP_LEN, 0, None) if spec is None else (_LISTED, spec[0], spec[1])
+        return (_SCALAR.get(wire_type, _BAD), 0, None)
 
 
 def _node(descriptor: Descriptor, spec: Mapping[str, int | Node]) -> Node:
@@ -182,7 +198,7 @@ class _Walk:
     def walk(self, lo: int, hi: int, node: Node, frame: int, h: int) -> int:
         """Walk the message in buf[lo:hi]; ``h`` is the first hit that may still overlap what comes next (fields
         are visited in byte order, so it only moves forward). Returns the updated ``h``."""
-        buf, fields, starts, ends, n, every = self.buf, node.fields, self.starts, self.ends, self.n, self.every
+        buf, table, starts, ends, n, every = self.buf, node.table, self.starts, self.ends, self.n, self.every
         out = self.out
         i = lo
         while i < hi:
@@ -193,51 +209,50 @@ class _Walk:
             tag = buf[i]
             if tag < 0x80:
                 i += 1
+                action, kind, child = table[tag]
             else:
                 tag, i = varint(buf, i)
-            if tag & 7 == 2:
-                length_at = i
-                length = buf[i]
-                if length < 0x80:
-                    i += 1
-                elif buf[i + 1] < 0x80:  # two bytes: every span of a typical request
-                    length = (length & 0x7F) | (buf[i + 1] << 7)
-                    i += 2
-                else:
-                    length, i = varint(buf, i)
-                start = i
-                i += length
-                spec = fields.get(tag >> 3)
-                if spec is None:
-                    continue
-                kind, child = spec
-                while h < n and ends[h] <= start:
-                    h += 1
-                if (h >= n or starts[h] >= i) and (not every or (kind != MSG and kind != KVS)):
-                    continue  # no hit inside this field
-                if i > hi:
-                    raise WireError("field runs past its message")
-                if kind == MSG:
-                    assert child is not None
-                    self.frames.append((length_at, start, i, frame))
-                    h = self.walk(start, i, child, len(self.frames) - 1, h)
-                else:
-                    last = h
-                    while last < n and starts[last] < i:
-                        last += 1
-                    out.append((kind, frame, field_start, start, i, h, last))
-            else:
-                wire_type = tag & 7
-                if wire_type == 0:
+                action, kind, child = node.action(tag)
+            if action > _SKIP_LEN:
+                if action == _SKIP_VARINT:
                     while buf[i] >= 0x80:
                         i += 1
                     i += 1
-                elif wire_type == 1:
+                elif action == _SKIP_FIXED64:
                     i += 8
-                elif wire_type == 5:
+                elif action == _SKIP_FIXED32:
                     i += 4
                 else:
-                    raise WireError(f"unsupported wire type {wire_type}")
+                    raise WireError(f"unsupported wire type {tag & 7}")
+                continue
+            length_at = i
+            length = buf[i]
+            if length < 0x80:
+                i += 1
+            elif buf[i + 1] < 0x80:  # two bytes: every span of a typical request
+                length = (length & 0x7F) | (buf[i + 1] << 7)
+                i += 2
+            else:
+                length, i = varint(buf, i)
+            start = i
+            i += length
+            if action == _SKIP_LEN:
+                continue
+            while h < n and ends[h] <= start:
+                h += 1
+            if (h >= n or starts[h] >= i) and (not every or (kind != MSG and kind != KVS)):
+                continue  # no hit inside this field
+            if i > hi:
+                raise WireError("field runs past its message")
+            if kind == MSG:
+                assert child is not None
+                self.frames.append((length_at, start, i, frame))
+                h = self.walk(start, i, child, len(self.frames) - 1, h)
+            else:
+                last = h
+                while last < n and starts[last] < i:
+                    last += 1
+                out.append((kind, frame, field_start, start, i, h, last))
         if i != hi:
             raise WireError("field runs past its message")
         return h
