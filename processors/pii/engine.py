@@ -130,7 +130,9 @@ class Engine:
                 if kind == wire.ANY:  # a log body
                     any_kind, s, e = wire.any_value(raw, start, end)
                     if any_kind == wire.ANY_NESTED:
-                        edits.append((field_start, end, self._nested_field(raw, field_start, start, end, out), frame))
+                        new = self._nested_field(raw, field_start, start, end, out)
+                        if new is not None:
+                            edits.append((field_start, end, new, frame))
                         continue
                     if any_kind != string:
                         continue
@@ -236,13 +238,16 @@ class Engine:
         kv = KeyValue.FromString(raw[start:end])
         if self.nested(kv.value, out, removable=True) is DROP:
             return b""
-        return _field(raw, field_start, kv.SerializeToString())
+        content = kv.SerializeToString()
+        return None if content == raw[start:end] else _field(raw, field_start, content)
 
-    def _nested_field(self, raw: bytes, field_start: int, start: int, end: int, out: Outcome) -> bytes:
-        """A log body holding an array or a map, masked through the protobuf API (never removed)."""
+    def _nested_field(self, raw: bytes, field_start: int, start: int, end: int, out: Outcome) -> bytes | None:
+        """A log body holding an array or a map, masked through the protobuf API (never removed); None when
+        nothing in it changed."""
         body = AnyValue.FromString(raw[start:end])
         self.nested(body, out, removable=False)
-        return _field(raw, field_start, body.SerializeToString())
+        content = body.SerializeToString()
+        return None if content == raw[start:end] else _field(raw, field_start, content)
 
     def nested(self, value: AnyValue, out: Outcome, removable: bool) -> object:
         """Mask an AnyValue through the protobuf API, at any depth; DROP when it must be removed (only when

@@ -157,3 +157,17 @@ def test_splice_rewrites_every_length_around_an_edit() -> None:
     assert out == b"\x0a" + varint(len(outer2)) + outer2
     assert splice(buf, frames, []) == buf
     assert varint(300) == b"\xac\x02"
+
+
+def test_a_flagged_nested_value_with_nothing_to_mask_leaves_the_request_unchanged() -> None:
+    """A bad-Luhn number inside a map is a bulk hit that confirms nothing: no edit, the batch stays as it was."""
+    eng = engine()
+    req = ExportLogsServiceRequest()
+    record = req.resource_logs.add().scope_logs.add().log_records.add()
+    record.body.kvlist_value.values.add(key="card").value.string_value = "4111 1111 1111 1112"
+    record.attributes.add(key="nested").value.array_value.values.add().string_value = "4111 1111 1111 1112"
+    raw = req.SerializeToString()
+    assert eng.scanner.bulk.hits(raw)[0]  # the bulk pass did flag it
+    out = eng.process(Signal.LOGS, raw)
+    assert out.raw is None
+    assert not out.changed
