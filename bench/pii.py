@@ -347,14 +347,14 @@ def _flagged_values(engine: Engine, raws: list[bytes]) -> list[list[tuple[bytes,
     requests: list[list[tuple[bytes, int]]] = []
     for raw in raws:
         values: list[tuple[bytes, int]] = []
-        starts, ends, per_pass = scanner.bulk.hits(raw)
+        starts, ends, hit_passes = scanner.bulk.hits(raw)
         for kind, _, _, start, end, first, last in wire.locate(Signal.TRACES, raw, starts, ends)[0]:
             if kind == wire.KVS:
                 _, _, vkind, start, end, _ = wire.key_and_value(raw, start, end)
                 if vkind != wire.ANY_STRING:
                     continue
             if any(starts[k] < end and ends[k] > start for k in range(first, last)):
-                values.append((raw[start:end], passes_touching(per_pass, start, end)))
+                values.append((raw[start:end], passes_touching(hit_passes, first, last)))
         requests.append(values)
     return requests
 

@@ -23,7 +23,6 @@ a value (scan.py).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -123,29 +122,35 @@ class Bulk:
         self.pattern = Pattern(union, never_capture=True) if alternatives else None
         self.set = AlternativeSets(alternatives) if alternatives else None
 
-    def hits(self, raw: bytes) -> tuple[list[int], list[int], list[tuple[list[int], list[int]]]]:
-        """Every pass over ``raw``: merged hits (sorted, overlapping ones joined: what the wire walk needs) and
-        each pass's own hits (which passes touch a value: ``passes_touching``)."""
+    def hits(self, raw: bytes) -> tuple[list[int], list[int], list[int]]:
+        """Every pass over ``raw``, merged: hits sorted, overlapping ones joined (what the wire walk needs), and
+        for each merged hit the passes that found part of it (bit p for pass p). A detector can only confirm
+        something in a value that a hit of its own pass touches, so the bits of the hits touching a value say
+        which detectors to run there."""
         per_pass = [pattern.all_spans(raw) for pattern in self.patterns]
         if len(per_pass) == 1:
             starts, ends = per_pass[0]
-            return starts, ends, per_pass
+            return starts, ends, [1] * len(starts)
         all_starts: list[int] = []
         all_ends: list[int] = []
-        for starts, ends in per_pass:
+        all_bits: list[int] = []
+        for p, (starts, ends) in enumerate(per_pass):
             all_starts += starts
             all_ends += ends
-        merged = sorted(zip(all_starts, all_ends, strict=True))
+            all_bits += [1 << p] * len(starts)
         out_starts: list[int] = []
         out_ends: list[int] = []
-        for s, e in merged:
+        out_bits: list[int] = []
+        for s, e, bit in sorted(zip(all_starts, all_ends, all_bits, strict=True)):
             if out_ends and s < out_ends[-1]:
                 if e > out_ends[-1]:
                     out_ends[-1] = e
+                out_bits[-1] |= bit
                 continue
             out_starts.append(s)
             out_ends.append(e)
-        return out_starts, out_ends, per_pass
+            out_bits.append(bit)
+        return out_starts, out_ends, out_bits
 
 
 def loosen(pattern: str, keep: str = "") -> str:
@@ -206,12 +211,12 @@ def _escape_literal(text: bytes) -> bytes:
     return b"".join(b"\\x{%02x}" % c if c < 0x80 and not bytes([c]).isalnum() else bytes([c]) for c in text)
 
 
-def passes_touching(per_pass: Sequence[tuple[list[int], list[int]]], start: int, end: int) -> int:
-    """Bit p set when a hit of pass p overlaps [start, end): only that pass's detectors can confirm something
-    there (see the module docstring)."""
-    bits = 0
-    for p, (starts, ends) in enumerate(per_pass):
-        i = bisect_right(ends, start)  # a pass's hits do not overlap, so ends are sorted like starts
-        if i < len(starts) and starts[i] < end:
-            bits |= 1 << p
-    return bits
+def passes_touching(bits: Sequence[int], first: int, last: int) -> int:
+    """The passes of the merged hits ``first:last`` (those the walk found overlapping a value): every pass
+    whose detectors could confirm something in it, perhaps one more (a hit that also covers the key)."""
+    if last - first == 1:
+        return bits[first]
+    found = 0
+    for k in range(first, last):
+        found |= bits[k]
+    return found

@@ -79,7 +79,7 @@ class Engine:
     def process(self, signal: Signal, raw: bytes) -> Outcome:
         """Mask the serialized request ``raw``: ``Outcome.raw`` is the masked request when something changed."""
         out = Outcome()
-        starts, ends, per_pass = self.scanner.bulk.hits(raw)
+        starts, ends, hit_passes = self.scanner.bulk.hits(raw)
         out.hits = len(starts)
         if not starts and not self.every_key:
             return out
@@ -146,7 +146,7 @@ class Engine:
             hit = cached(value, removable, matches)
             if hit is None:
                 pending.append(value)
-                pending_touched.append(passes_touching(per_pass, s, e))
+                pending_touched.append(passes_touching(hit_passes, first, last))
                 pending_removable.append(removable)
                 sinks.append(sink)
             else:

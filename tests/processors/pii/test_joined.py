@@ -46,7 +46,7 @@ def _flagged(eng: Engine, texts: list[str]) -> tuple[list[bytes], list[int]]:
     for i, text in enumerate(texts):
         spans.add(name=f"s{i}").attributes.add(key="k", value={"string_value": text})
     raw = request.SerializeToString()
-    starts, ends, per_pass = eng.scanner.bulk.hits(raw)
+    starts, ends, hit_passes = eng.scanner.bulk.hits(raw)
     values, touched = [], []
     for kind, _, _, start, end, first, last in wire.locate(Signal.TRACES, raw, starts, ends)[0]:
         if kind != wire.KVS:
@@ -54,7 +54,7 @@ def _flagged(eng: Engine, texts: list[str]) -> tuple[list[bytes], list[int]]:
         _, _, value_kind, s, e, _ = wire.key_and_value(raw, start, end)
         if value_kind == wire.ANY_STRING and any(starts[k] < e and ends[k] > s for k in range(first, last)):
             values.append(raw[s:e])
-            touched.append(passes_touching(per_pass, s, e))
+            touched.append(passes_touching(hit_passes, first, last))
     return values, touched
 
 
