@@ -41,6 +41,7 @@ from bench.gen import trace_requests
 from bench.machine import machine_facts
 from bench.procstat import cpu_seconds, rss_bytes
 from bench.receive import TRACE_PATH, free_port, wait_ready
+from pipeline.protowire import decode_varint
 
 RESULTS = Path(__file__).parent / "results"
 P = "otelpipe_processor_tail_sampling"
@@ -398,16 +399,16 @@ def inprocess(n_requests: int = 32) -> dict[str, Any]:
         offs: list[int] = []
         p, end = 0, len(buf)
         while p < end:
-            p, ln = _varint(buf, p + 1)
+            ln, p = decode_varint(buf, p + 1)
             q, e1 = p, p + ln
             while q < e1:
                 tag = buf[q]
-                q, l2 = _varint(buf, q + 1)
+                l2, q = decode_varint(buf, q + 1)
                 if tag == 0x12:
                     r, e2 = q, q + l2
                     while r < e2:
                         t3, start = buf[r], r
-                        r, l3 = _varint(buf, r + 1)
+                        l3, r = decode_varint(buf, r + 1)
                         if t3 == 0x12:
                             offs += (start, r + l3)
                         r += l3
@@ -508,17 +509,6 @@ def steady_state(seconds: float = 6.0, rate: int = 300) -> dict[str, Any]:
         return result
 
     return {"gc_on": run(True), "gc_off": run(False)}
-
-
-def _varint(buf: bytes, p: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[p]
-        p += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return p, result
-        shift += 7
 
 
 # -------------------------------------------------------------------------------------------- report

@@ -10,42 +10,27 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from pipeline.protowire import WireError, decode_varint
+
+__all__ = ["WIRE_I32", "WIRE_I64", "WIRE_LEN", "WIRE_VARINT", "WireError", "as_double", "fields", "signed64"]
+
+
 WIRE_VARINT, WIRE_I64, WIRE_LEN, WIRE_I32 = 0, 1, 2, 5
-
-
-class WireError(ValueError):
-    """The bytes are not a well-formed protobuf message."""
-
-
-def varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """The varint at ``pos`` and the position after it."""
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise WireError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WireError("varint longer than 10 bytes")
 
 
 def fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     """(field number, wire type, value) for each field: ints for varint/fixed, bytes for length-delimited."""
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = varint(buf, pos)
+        key, pos = decode_varint(buf, pos)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise WireError("field number 0")
         if wire == WIRE_VARINT:
-            value, pos = varint(buf, pos)
+            value, pos = decode_varint(buf, pos)
             yield number, wire, value
         elif wire == WIRE_LEN:
-            size, pos = varint(buf, pos)
+            size, pos = decode_varint(buf, pos)
             if pos + size > end:
                 raise WireError("length-delimited field runs past the end")
             yield number, wire, buf[pos : pos + size]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pipeline.model import Signal
+from pipeline.protowire import encode_varint
 from processors.pii import keys, wire
 from processors.pii.actions import Masker, Rule
 from processors.pii.bulk import passes_touching
@@ -25,7 +26,7 @@ from processors.pii.config import BLOCKED_KEY, NOT_ALLOWED, PiiConfig
 from processors.pii.detectors import shapes_for
 from processors.pii.regex import Pattern
 from processors.pii.scan import DROP, Counted, Counts, Masked, UserRule, ValueScanner
-from processors.pii.splice import Edit, splice, varint
+from processors.pii.splice import Edit, splice
 
 # A value waiting for its scan: (target kind, frame, field start, content start, content end, end of the key for
 # a plain attribute (else -1), plain layout, the attribute's whole field bytes when they are to be remembered,
@@ -136,7 +137,7 @@ class Engine:
                         continue
                     if any_kind != string:
                         continue
-                    plain = raw[start] == 0x0A and e == end and s == start + 1 + len(varint(e - s))
+                    plain = raw[start] == 0x0A and e == end and s == start + 1 + len(encode_varint(e - s))
                 if not _touched(s, e, starts, ends, first, last):
                     continue
                 removable = False
@@ -180,15 +181,15 @@ class Engine:
         assert isinstance(masked, bytes)
         if kind == wire.KVS:
             if plain:  # the key's bytes, with their tag and length, stay as they were
-                value = b"\x0a" + varint(len(masked)) + masked
-                content = b"".join((raw[start:ke], b"\x12", varint(len(value)), value))
+                value = b"\x0a" + encode_varint(len(masked)) + masked
+                content = b"".join((raw[start:ke], b"\x12", encode_varint(len(value)), value))
             else:
                 kv = KeyValue.FromString(raw[start:end])
                 kv.value.string_value = masked.decode("utf-8")
                 content = kv.SerializeToString()
         elif kind == wire.ANY:
             if plain:
-                content = b"\x0a" + varint(len(masked)) + masked
+                content = b"\x0a" + encode_varint(len(masked)) + masked
             else:
                 body = AnyValue.FromString(raw[start:end])
                 body.string_value = masked.decode("utf-8")
@@ -303,7 +304,7 @@ class Engine:
 
 def _field(raw: bytes, field_start: int, content: bytes) -> bytes:
     """A length-delimited field: the tag it had at ``field_start``, then ``content`` with its length."""
-    return raw[field_start : wire.tag_end(raw, field_start)] + varint(len(content)) + content
+    return raw[field_start : wire.tag_end(raw, field_start)] + encode_varint(len(content)) + content
 
 
 def _touched(start: int, end: int, starts: list[int], ends: list[int], first: int, last: int) -> bool:

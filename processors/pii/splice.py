@@ -15,27 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline.protowire import encode_varint
 from processors.pii.wire import Frame
 
 # (start, end, new bytes, frame whose content holds [start, end)).
 Edit = tuple[int, int, bytes, int]
-
-
-_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
-
-
-def varint(value: int) -> bytes:
-    """``value`` (non-negative) as a protobuf varint."""
-    if value < 0x80:
-        return _ONE_BYTE[value]
-    if value < 0x4000:  # every string and most spans of a typical request
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def splice(buf: bytes, frames: Sequence[Frame], edits: Sequence[Edit]) -> bytes:
@@ -53,7 +37,7 @@ def splice(buf: bytes, frames: Sequence[Frame], edits: Sequence[Edit]) -> bytes:
         if not change:
             continue
         length_at, start, end, parent = frames[frame]
-        encoded = varint(end - start + change)
+        encoded = encode_varint(end - start + change)
         pieces.append((length_at, start, encoded))
         if parent >= 0:
             growth[parent] += change + len(encoded) - (start - length_at)

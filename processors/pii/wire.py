@@ -40,6 +40,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from pipeline.model import Signal
+from pipeline.protowire import WireError, decode_varint
 
 # What a schema field holds.
 MSG = 0  # a message to descend into
@@ -55,10 +56,6 @@ Target = tuple[int, int, int, int, int, int, int]
 # where it ends, the frame holding it or -1 for the request itself). Frames are numbered in the order they are
 # entered, so a frame's number is always above its parent's: splice.py fixes lengths from the last one back.
 Frame = tuple[int, int, int, int]
-
-
-class WireError(ValueError):
-    """The bytes are not a well-formed protobuf message (they parsed before, so this is a bug or corruption)."""
 
 
 # What the walk does with a field, by its tag: descend or report (a length-delimited field listed in the schema),
@@ -166,23 +163,6 @@ _METRICS = _node(
 SCHEMAS: Mapping[Signal, Node] = {Signal.TRACES: _TRACES, Signal.LOGS: _LOGS, Signal.METRICS: _METRICS}
 
 
-def varint(buf: bytes, i: int) -> tuple[int, int]:
-    """Decode a varint at ``i``: (value, index after it)."""
-    result = 0
-    shift = 0
-    while True:
-        if i >= len(buf):
-            raise WireError("truncated varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, i
-        shift += 7
-        if shift > 63:
-            raise WireError("varint too long")
-
-
 class _Walk:
     __slots__ = ("buf", "ends", "every", "frames", "n", "out", "starts")
 
@@ -211,7 +191,7 @@ class _Walk:
                 i += 1
                 action, kind, child = table[tag]
             else:
-                tag, i = varint(buf, i)
+                tag, i = decode_varint(buf, i)
                 action, kind, child = node.action(tag)
             if action > _SKIP_LEN:
                 if action == _SKIP_VARINT:
@@ -233,7 +213,7 @@ class _Walk:
                 length = (length & 0x7F) | (buf[i + 1] << 7)
                 i += 2
             else:
-                length, i = varint(buf, i)
+                length, i = decode_varint(buf, i)
             start = i
             i += length
             if action == _SKIP_LEN:
@@ -277,12 +257,12 @@ def key_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int]:
     ks = ke = vs = ve = -1
     i = start
     while i < end:
-        tag, i = varint(buf, i)
+        tag, i = decode_varint(buf, i)
         wire_type = tag & 7
         if wire_type != 2:
             i = _skip(buf, i, wire_type)
             continue
-        length, i = varint(buf, i)
+        length, i = decode_varint(buf, i)
         number = tag >> 3
         if number == 1:
             ks, ke = i, i + length
@@ -350,14 +330,14 @@ def any_value(buf: bytes, start: int, end: int) -> tuple[int, int, int]:
     kind, s, e = ANY_EMPTY, start, start
     i = start
     while i < end:
-        tag, i = varint(buf, i)
+        tag, i = decode_varint(buf, i)
         wire_type = tag & 7
         number = tag >> 3
         if wire_type != 2:
             i = _skip(buf, i, wire_type)
             kind, s, e = ANY_OTHER, start, start
             continue
-        length, i = varint(buf, i)
+        length, i = decode_varint(buf, i)
         if number == 1:
             kind, s, e = ANY_STRING, i, i + length
         elif number in (5, 6):
@@ -370,7 +350,7 @@ def any_value(buf: bytes, start: int, end: int) -> tuple[int, int, int]:
 
 def _skip(buf: bytes, i: int, wire_type: int) -> int:
     if wire_type == 0:
-        return varint(buf, i)[1]
+        return decode_varint(buf, i)[1]
     if wire_type == 1:
         return i + 8
     if wire_type == 5:

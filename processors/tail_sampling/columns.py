@@ -36,6 +36,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from pipeline.protowire import WireError, decode_varint
 from processors.tail_sampling.trace import ROOT, STATUS_ERROR, STATUS_OK
 
 _PACKAGE = "otelpipe.processors.tail_sampling.columns"
@@ -194,14 +195,9 @@ def _has_parent(body: bytes) -> bool:
         return True
     pos = 28
     if pos < len(body) and body[pos] == 0x1A:  # trace_state: skip it (varint length)
-        pos += 1
-        length = shift = 0
-        while pos < len(body):
-            b = body[pos]
-            pos += 1
-            length |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
+        try:
+            length, pos = decode_varint(body, pos + 1)
+        except WireError:
+            return True
         pos += length
     return body[pos : pos + 2] == b"\x22\x08"

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from pipeline.protowire import decode_varint
+
 Content = tuple[bytes, bytes]  # (resource header, scope header) as wire.split cuts them
 
 
@@ -61,14 +63,10 @@ def iter_runs(marks: tuple[Any, ...]) -> Iterator[tuple[Content, bytes, int]]:
 def _skip_items(blob: bytes, pos: int, count: int) -> int:
     """The offset after ``count`` framed items starting at ``pos`` (tag byte, varint length, body)."""
     for _ in range(count):
-        pos += 1
-        length = shift = 0
-        while True:
-            b = blob[pos]
-            pos += 1
-            length |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        pos += length
+        length = blob[pos + 1]
+        if length < 0x80:
+            pos += 2 + length
+        else:
+            length, pos = decode_varint(blob, pos + 1)
+            pos += length
     return pos

@@ -23,6 +23,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from pipeline.protowire import encode_varint
 from processors.tail_sampling.marks import iter_runs
 
 _PACKAGE = "otelpipe.processors.tail_sampling.shadow"
@@ -85,22 +86,13 @@ def split(raw: bytes) -> list[tuple[bytes, bytes, list[bytes]]]:
     return out
 
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 # Tag + length prefixes of items up to 16 KiB, so framing a span is a lookup, not a varint encoding.
 PREFIXED_LIMIT = 16384
-ITEM_PREFIXES = [bytes((ITEM_TAG,)) + varint(n) for n in range(PREFIXED_LIMIT)]
+ITEM_PREFIXES = [bytes((ITEM_TAG,)) + encode_varint(n) for n in range(PREFIXED_LIMIT)]
 
 
 def item_prefix(n: int) -> bytes:
-    return ITEM_PREFIXES[n] if n < PREFIXED_LIMIT else bytes((ITEM_TAG,)) + varint(n)
+    return ITEM_PREFIXES[n] if n < PREFIXED_LIMIT else bytes((ITEM_TAG,)) + encode_varint(n)
 
 
 def _prefixes(items: Sequence[bytes]) -> list[bytes]:
@@ -124,7 +116,7 @@ def frame_items(items: Sequence[bytes]) -> bytes:
 
 
 def frame(tag: int, body: bytes) -> bytes:
-    return bytes((tag,)) + varint(len(body)) + body
+    return bytes((tag,)) + encode_varint(len(body)) + body
 
 
 class Interner:
@@ -217,7 +209,7 @@ class _Requests:
 
     def add(self, resource: bytes, scope: bytes, items: list[bytes], items_size: int, count: int) -> None:
         body = len(scope) + items_size
-        scope_entry = 1 + len(varint(body)) + body
+        scope_entry = 1 + len(encode_varint(body)) + body
         # 11 bytes: room for the resource entry's tag and length.
         if self._size + len(resource) + 11 + self._entry_size + scope_entry > self._limit and (
             self._entry or self._request
@@ -225,7 +217,7 @@ class _Requests:
             self.end_resource()
             self._end_request()
         self._resource = resource
-        self._entry += (_SCOPE_TAG, varint(body), scope)
+        self._entry += (_SCOPE_TAG, encode_varint(body), scope)
         self._entry += items
         self._entry_size += scope_entry
         self._count += count
@@ -233,9 +225,9 @@ class _Requests:
     def end_resource(self) -> None:
         if self._entry:
             body = len(self._resource) + self._entry_size
-            self._request += (_RESOURCE_TAG, varint(body), self._resource)
+            self._request += (_RESOURCE_TAG, encode_varint(body), self._resource)
             self._request += self._entry
-            self._size += 1 + len(varint(body)) + body
+            self._size += 1 + len(encode_varint(body)) + body
             self._entry, self._entry_size = [], 0
 
     def _end_request(self) -> None:

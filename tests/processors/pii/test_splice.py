@@ -13,9 +13,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pipeline.model import Signal
+from pipeline.protowire import encode_varint as varint
 from processors.pii.corpus import NEAR_MISSES, POSITIVES
 from processors.pii.engine import Engine
-from processors.pii.splice import splice, varint
+from processors.pii.splice import splice
 from tests.processors.pii.helpers import engine
 
 PIECES = [s.text for s in POSITIVES] + [m.text for m in NEAR_MISSES] + ["order 42 done", "GET /api", ""]

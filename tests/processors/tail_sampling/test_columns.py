@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from pipeline.protowire import encode_varint as varint
 from processors.tail_sampling.columns import read, scope_columns
 from processors.tail_sampling.trace import ROOT
-from processors.tail_sampling.wire import frame_items, split, varint
+from processors.tail_sampling.wire import frame_items, split
 from tests.processors.tail_sampling.builders import (
     Harness,
     config,

@@ -7,9 +7,10 @@ import os
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from pipeline.protowire import encode_varint as varint
 from processors.tail_sampling.cache import DroppedFilter, KeptCache, blocked_bloom_bits
 from processors.tail_sampling.policies import Decision
-from processors.tail_sampling.wire import Interner, RequestBuilder, frame_items, split, varint
+from processors.tail_sampling.wire import Interner, RequestBuilder, frame_items, split
 from tests.processors.tail_sampling.builders import log, logs_request, request, span, span_ids, tid
 from tests.support.data import traces_request
 
