@@ -199,22 +199,10 @@ class ValueScanner:
         Masking is a pure function of the value (and of the configuration, fixed per scanner), and telemetry
         repeats values (a user's address on every span of a trace, one client IP per connection), so results
         are remembered: a bounded map from value to (result, matches counted)."""
-        key = (value, removable)
-        cache = self._cache
-        cached = cache.get(key)
-        if cached is None:
-            found: dict[tuple[str, str], int] = {}
-            result = self._mask(value, found, removable)
-            if len(value) <= _CACHE_VALUE_LIMIT:
-                if len(cache) >= _CACHE_ENTRIES:
-                    cache.clear()
-                cache[key] = (result, tuple(found.items()) if found else ())
-            for name_action, n in found.items():
-                counts[name_action] = counts.get(name_action, 0) + n
-            return result
-        for name_action, n in cached[1]:
-            counts[name_action] = counts.get(name_action, 0) + n
-        return cached[0]
+        hit = self.cached(value, removable, counts)
+        if hit is None:
+            hit = self._settle(value, self.regions(value), removable, counts)
+        return hit[0]
 
     def mask_many(
         self, values: Sequence[bytes], touched: Sequence[int], removable: Sequence[bool], counts: Counts
@@ -224,33 +212,10 @@ class ValueScanner:
         cached and counted like ``mask``'s; the values are expected to have missed the cache. Each result comes
         with the matches it counted."""
         found = self.regions_many(values, touched)
-        cache = self._cache
-        replacement = self.masker.replacement
-        results: list[Masked] = []
-        for value, regions, can_drop in zip(values, found, removable, strict=True):
-            result: bytes | _Drop | None
-            counted: Counted
-            if not regions:
-                result, counted = None, ()
-            elif len(regions) == 1 and regions[0][3] != "drop" and regions[0][4] is None:
-                # The common case, inline: one match, replaced.
-                s, e, rule, action, _ = regions[0]
-                result = value[:s] + replacement(rule, action, value[s:e]) + value[e:]
-                key: tuple[str, str] = (rule.name, action)
-                counts[key] = counts.get(key, 0) + 1
-                counted = ((key, 1),)
-            else:
-                tally: dict[tuple[str, str], int] = {}
-                result = self._finish(value, regions, tally, can_drop)
-                counted = tuple(tally.items())
-                for key, times in counted:
-                    counts[key] = counts.get(key, 0) + times
-            if len(value) <= _CACHE_VALUE_LIMIT:
-                if len(cache) >= _CACHE_ENTRIES:
-                    cache.clear()
-                cache[(value, can_drop)] = (result, counted)
-            results.append((result, counted))
-        return results
+        return [
+            self._settle(value, regions, can_drop, counts)
+            for value, regions, can_drop in zip(values, found, removable, strict=True)
+        ]
 
     def cached(self, value: bytes, removable: bool, counts: Counts) -> Masked | None:
         """``(result, matches)`` when ``mask`` has seen this value (its matches are counted again), else None."""
@@ -260,6 +225,23 @@ class ValueScanner:
         for name_action, n in hit[1]:
             counts[name_action] = counts.get(name_action, 0) + n
         return hit
+
+    def _settle(self, value: bytes, regions: list[Region], removable: bool, counts: Counts) -> Masked:
+        """``value`` masked by its confirmed regions, its matches counted, the outcome remembered."""
+        if regions:
+            tally: dict[tuple[str, str], int] = {}
+            result = self._finish(value, regions, tally, removable)
+            counted: Counted = tuple(tally.items())
+            for key, times in counted:
+                counts[key] = counts.get(key, 0) + times
+        else:
+            result, counted = None, ()
+        if len(value) <= _CACHE_VALUE_LIMIT:
+            cache = self._cache
+            if len(cache) >= _CACHE_ENTRIES:
+                cache.clear()
+            cache[(value, removable)] = (result, counted)
+        return (result, counted)
 
     def regions_many(self, values: Sequence[bytes], touched: Sequence[int]) -> list[list[Region]]:
         """``regions`` for many values, each pattern run once over the values its pass touched, joined."""
@@ -289,12 +271,6 @@ class ValueScanner:
             if e > s:
                 regions.append((s, e, user.rule, user.rule.action, None))
         return regions
-
-    def _mask(self, value: bytes, counts: Counts, removable: bool) -> bytes | _Drop | None:
-        regions = self.regions(value)
-        if not regions:
-            return None
-        return self._finish(value, regions, counts, removable)
 
     def _finish(self, value: bytes, regions: list[Region], counts: Counts, removable: bool) -> bytes | _Drop:
         """``value`` masked by its (unmerged, non-empty) regions; matches counted."""
