@@ -39,6 +39,8 @@ def test_tune_malloc_is_a_noop_on_other_libcs(monkeypatch: pytest.MonkeyPatch) -
 
 def test_tune_gc_freezes_start_up_objects_and_keeps_the_thresholds() -> None:
     saved = gc.get_threshold()
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
     try:
         process.tune_gc()
         assert gc.get_freeze_count() > 0
