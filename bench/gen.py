@@ -16,7 +16,8 @@ ROUTES = ("/api/cart", "/api/checkout", "/api/orders/{id}", "/api/products", "/h
 METHODS = ("GET", "POST", "PUT", "DELETE")
 
 
-def _kv(key: str, value: str | int | bool | float) -> KeyValue:
+def kv(key: str, value: str | int | bool | float) -> KeyValue:
+    """An attribute of the AnyValue kind that ``value``'s type names."""
     kv = KeyValue(key=key)
     if isinstance(value, bool):
         kv.value.bool_value = value
@@ -42,13 +43,13 @@ def _fill_span(span: Span, rng: random.Random, trace_id: bytes, parent: bytes, s
     status = 500 if error else rng.choice((200, 200, 200, 201, 204, 404))
     span.attributes.extend(
         [
-            _kv("http.request.method", method),
-            _kv("http.route", route),
-            _kv("http.response.status_code", status),
-            _kv("url.full", f"https://shop.example.com{route.replace('{id}', str(rng.randint(1, 99999)))}"),
-            _kv("server.address", "shop.example.com"),
-            _kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
-            _kv("net.peer.port", rng.randint(1024, 65535)),
+            kv("http.request.method", method),
+            kv("http.route", route),
+            kv("http.response.status_code", status),
+            kv("url.full", f"https://shop.example.com{route.replace('{id}', str(rng.randint(1, 99999)))}"),
+            kv("server.address", "shop.example.com"),
+            kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+            kv("net.peer.port", rng.randint(1024, 65535)),
         ]
     )
     if error:
@@ -57,7 +58,7 @@ def _fill_span(span: Span, rng: random.Random, trace_id: bytes, parent: bytes, s
         ev = span.events.add()
         ev.name = "exception"
         ev.time_unix_nano = span.end_time_unix_nano
-        ev.attributes.extend([_kv("exception.type", "TimeoutError"), _kv("exception.message", "deadline exceeded")])
+        ev.attributes.extend([kv("exception.type", "TimeoutError"), kv("exception.message", "deadline exceeded")])
 
 
 def trace_requests(
@@ -81,7 +82,7 @@ def trace_requests(
                 if rs is None:
                     rs = by_service[service] = req.resource_spans.add()
                     rs.resource.attributes.extend(
-                        [_kv("service.name", service), _kv("service.version", "1.4.2"), _kv("host.name", "node-7")]
+                        [kv("service.name", service), kv("service.version", "1.4.2"), kv("host.name", "node-7")]
                     )
                     rs.scope_spans.add().scope.name = "opentelemetry.instrumentation.http"
                 span = rs.scope_spans[0].spans.add()

@@ -33,10 +33,10 @@ import msgspec
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from bench.gen import kv
 from bench.machine import machine_facts
 from bench.procstat import cpu_seconds, rss_bytes
 from bench.receive import _load_grpc, _pin, free_port, wait_ready
@@ -120,15 +120,6 @@ def _value(rng: random.Random, stats: dict[str, int]) -> str:
     return rng.choice(_CLEAN)(rng)
 
 
-def _kv(key: str, value: str | int) -> KeyValue:
-    kv = KeyValue(key=key)
-    if isinstance(value, int):
-        kv.value.int_value = value
-    else:
-        kv.value.string_value = value
-    return kv
-
-
 def trace_requests(n: int, spans: int = 1000, seed: int = 7) -> tuple[list[bytes], dict[str, int]]:
     rng = random.Random(seed)
     stats = {"values": 0, "pii": 0}
@@ -136,7 +127,7 @@ def trace_requests(n: int, spans: int = 1000, seed: int = 7) -> tuple[list[bytes
     for _ in range(n):
         req = ExportTraceServiceRequest()
         rs = req.resource_spans.add()
-        rs.resource.attributes.extend([_kv("service.name", "checkout"), _kv("host.name", "node-7")])
+        rs.resource.attributes.extend([kv("service.name", "checkout"), kv("host.name", "node-7")])
         ss = rs.scope_spans.add()
         ss.scope.name = "opentelemetry.instrumentation.http"
         for i in range(spans):
@@ -148,11 +139,11 @@ def trace_requests(n: int, spans: int = 1000, seed: int = 7) -> tuple[list[bytes
             span.start_time_unix_nano = 1_700_000_000_000_000_000 + i
             span.end_time_unix_nano = span.start_time_unix_nano + rng.randint(200_000, 80_000_000)
             keys = ("http.request.method", "url.full", "user_agent.original", "server.address", "app.message")
-            span.attributes.extend([_kv(k, _value(rng, stats)) for k in keys])
+            span.attributes.extend([kv(k, _value(rng, stats)) for k in keys])
             if i % 3 == 0:
-                span.attributes.append(_kv("db.statement", _value(rng, stats)))
+                span.attributes.append(kv("db.statement", _value(rng, stats)))
             span.attributes.extend(
-                [_kv("http.response.status_code", 200), _kv("net.peer.port", rng.randint(1024, 65535))]
+                [kv("http.response.status_code", 200), kv("net.peer.port", rng.randint(1024, 65535))]
             )
         out.append(req.SerializeToString())
     return out, stats
@@ -165,14 +156,14 @@ def log_requests(n: int, records: int = 1000, seed: int = 11) -> tuple[list[byte
     for _ in range(n):
         req = ExportLogsServiceRequest()
         rl = req.resource_logs.add()
-        rl.resource.attributes.append(_kv("service.name", "checkout"))
+        rl.resource.attributes.append(kv("service.name", "checkout"))
         sl = rl.scope_logs.add()
         for i in range(records):
             rec = sl.log_records.add()
             rec.time_unix_nano = 1_700_000_000_000_000_000 + i
             rec.severity_number, rec.severity_text = SEVERITY_NUMBER_INFO, "INFO"
             rec.body.string_value = f"{_value(rng, stats)} | {rng.choice(_CLEAN)(rng)}"
-            rec.attributes.extend([_kv("code.function", "handle_request"), _kv("user", _value(rng, stats))])
+            rec.attributes.extend([kv("code.function", "handle_request"), kv("user", _value(rng, stats))])
             rec.trace_id, rec.span_id = rng.randbytes(16), rng.randbytes(8)
         out.append(req.SerializeToString())
     return out, stats

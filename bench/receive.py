@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,16 @@ def wait_ready(telemetry_port: int, proc: subprocess.Popen[bytes], timeout_s: fl
     raise RuntimeError("daemon not ready in time")
 
 
-def _load_grpc(port: int, payloads: list[bytes], stop_at: float, concurrency: int, out: Any) -> None:
+def closed_loop_grpc(
+    port: int, request_for: Callable[[int], bytes | None], stop_at: float, concurrency: int
+) -> dict[str, int]:
+    """Closed-loop OTLP/gRPC trace export until ``stop_at``: thread i sends ``request_for(i)``, then
+    ``request_for(i + concurrency)`` and so on, each when the previous one was answered; a refused request is sent
+    again. ``request_for`` returns None when there is nothing more to send. Counts of answers ok and refused."""
     import threading
 
     import grpc
 
-    _pin(1)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
     call = channel.unary_unary(TRACE_PATH, request_serializer=None, response_deserializer=None)
     counts = {"ok": 0, "err": 0}
@@ -99,13 +104,17 @@ def _load_grpc(port: int, payloads: list[bytes], stop_at: float, concurrency: in
 
     def worker(i: int) -> None:
         ok = err = 0
-        n = len(payloads)
+        k = i
         while time.monotonic() < stop_at:
+            payload = request_for(k)
+            if payload is None:
+                break
             try:
-                call(payloads[(i + ok + err) % n], timeout=10)
+                call(payload, timeout=10)
                 ok += 1
+                k += concurrency
             except grpc.RpcError:
-                err += 1
+                err += 1  # refused: send the same request again
         with lock:
             counts["ok"] += ok
             counts["err"] += err
@@ -116,7 +125,13 @@ def _load_grpc(port: int, payloads: list[bytes], stop_at: float, concurrency: in
     for t in threads:
         t.join()
     channel.close()
-    out.put(counts)
+    return counts
+
+
+def _load_grpc(port: int, payloads: list[bytes], stop_at: float, concurrency: int, out: Any) -> None:
+    _pin(1)
+    n = len(payloads)
+    out.put(closed_loop_grpc(port, lambda k: payloads[k % n], stop_at, concurrency))
 
 
 def _load_http(port: int, payloads: list[bytes], stop_at: float, concurrency: int, ctype: str, out: Any) -> None:

@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.gen import trace_requests
 from bench.machine import machine_facts
 from bench.procstat import cpu_seconds, rss_bytes
-from bench.receive import TRACE_PATH, free_port, wait_ready
+from bench.receive import _pin, closed_loop_grpc, free_port, wait_ready
 from pipeline.protowire import decode_varint
 
 RESULTS = Path(__file__).parent / "results"
@@ -110,45 +109,18 @@ def unique_request(template: bytes, offsets: list[int], round_: int) -> bytes:
     return bytes(buf)
 
 
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(0, {cpu})
-
-
 def _load(port: int, templates: list[bytes], stop_at: float, concurrency: int, limit: int, out: Any) -> None:
     """Closed loop: ``concurrency`` threads, each sends its next unique request when the previous one returns."""
-    import grpc
-
     _pin(1)
     offsets = [trace_id_offsets(t) for t in templates]
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
-    call = channel.unary_unary(TRACE_PATH, request_serializer=None, response_deserializer=None)
-    counts = {"ok": 0, "err": 0}
-    lock = threading.Lock()
     n = len(templates)
 
-    def worker(i: int) -> None:
-        ok = err = 0
-        k = i
-        while time.monotonic() < stop_at and (not limit or k < limit):
-            payload = unique_request(templates[k % n], offsets[k % n], k // n + 1)
-            try:
-                call(payload, timeout=10)
-                ok += 1
-                k += concurrency
-            except grpc.RpcError:
-                err += 1  # refused: send the same request again
-        with lock:
-            counts["ok"] += ok
-            counts["err"] += err
+    def request_for(k: int) -> bytes | None:
+        if limit and k >= limit:
+            return None
+        return unique_request(templates[k % n], offsets[k % n], k // n + 1)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    channel.close()
-    out.put(counts)
+    out.put(closed_loop_grpc(port, request_for, stop_at, concurrency))
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs, SeverityNumber
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from bench.gen import kv
 
 SERVICES = ("frontend", "checkout", "cart", "payment", "inventory", "shipping", "users", "search")
 ROUTES = ("/api/cart", "/api/checkout", "/api/orders/{id}", "/api/products", "/api/users/{id}", "/api/search")
@@ -103,19 +104,6 @@ class Unit:
         return sum(t.logs for t in self.infos) + self.orphan_logs
 
 
-def _kv(key: str, value: str | int | bool | float) -> KeyValue:
-    kv = KeyValue(key=key)
-    if isinstance(value, bool):
-        kv.value.bool_value = value
-    elif isinstance(value, int):
-        kv.value.int_value = value
-    elif isinstance(value, float):
-        kv.value.double_value = value
-    else:
-        kv.value.string_value = value
-    return kv
-
-
 class _Builder:
     """Builds units from one random stream; resources and scopes are one per service per request."""
 
@@ -135,11 +123,11 @@ class _Builder:
             rs: ResourceSpans = req.resource_spans.add()
             rs.resource.attributes.extend(
                 [
-                    _kv("service.name", svc),
-                    _kv("service.version", f"1.{self.rng.randint(0, 9)}.{self.rng.randint(0, 20)}"),
-                    _kv("deployment.environment", "production"),
-                    _kv("host.name", f"node-{self.rng.randint(1, 40)}"),
-                    _kv("k8s.pod.name", f"{svc}-{self.rng.randbytes(3).hex()}"),
+                    kv("service.name", svc),
+                    kv("service.version", f"1.{self.rng.randint(0, 9)}.{self.rng.randint(0, 20)}"),
+                    kv("deployment.environment", "production"),
+                    kv("host.name", f"node-{self.rng.randint(1, 40)}"),
+                    kv("k8s.pod.name", f"{svc}-{self.rng.randbytes(3).hex()}"),
                 ]
             )
             scope = cache[svc] = rs.scope_spans.add()
@@ -151,40 +139,40 @@ class _Builder:
         if kind == "db":
             span.attributes.extend(
                 [
-                    _kv("db.system", rng.choice(("postgresql", "mysql", "redis"))),
-                    _kv(
+                    kv("db.system", rng.choice(("postgresql", "mysql", "redis"))),
+                    kv(
                         "db.statement",
                         self._pii(rng.choice(DB_STATEMENTS), "SELECT * FROM users WHERE email = '{pii}'"),
                     ),
-                    _kv("server.address", "db.internal"),
-                    _kv("server.port", 5432),
+                    kv("server.address", "db.internal"),
+                    kv("server.port", 5432),
                 ]
             )
             return
         if kind == "messaging":
             span.attributes.extend(
                 [
-                    _kv("messaging.system", "kafka"),
-                    _kv("messaging.destination.name", "orders"),
-                    _kv("messaging.message.body.size", rng.randint(100, 9000)),
+                    kv("messaging.system", "kafka"),
+                    kv("messaging.destination.name", "orders"),
+                    kv("messaging.message.body.size", rng.randint(100, 9000)),
                 ]
             )
             return
         path = route.replace("{id}", str(rng.randint(1, 99999)))
         span.attributes.extend(
             [
-                _kv("http.request.method", method),
-                _kv("http.route", route),
-                _kv("http.response.status_code", status),
-                _kv(
+                kv("http.request.method", method),
+                kv("http.route", route),
+                kv("http.response.status_code", status),
+                kv(
                     "url.full",
                     self._pii(f"https://shop.example.com{path}", "https://shop.example.com" + path + "?email={pii}"),
                 ),
-                _kv("client.address", self._pii("10.0.3.7", "{pii}")),
-                _kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
-                _kv("enduser.id", self._pii(f"user-{rng.randint(1, 500000)}", "{pii}")),
-                _kv("http.request.body.size", rng.randint(0, 4096)),
-                _kv("cache.hit", rng.random() < 0.7),
+                kv("client.address", self._pii("10.0.3.7", "{pii}")),
+                kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+                kv("enduser.id", self._pii(f"user-{rng.randint(1, 500000)}", "{pii}")),
+                kv("http.request.body.size", rng.randint(0, 4096)),
+                kv("cache.hit", rng.random() < 0.7),
             ]
         )
 
@@ -236,8 +224,8 @@ class _Builder:
                 event.name, event.time_unix_nano = "exception", s0 + dur
                 event.attributes.extend(
                     [
-                        _kv("exception.type", "TimeoutError"),
-                        _kv("exception.message", self._pii("deadline exceeded", "deadline exceeded for {pii}")),
+                        kv("exception.type", "TimeoutError"),
+                        kv("exception.message", self._pii("deadline exceeded", "deadline exceeded for {pii}")),
                     ]
                 )
             if kind in ("http", "internal"):
@@ -251,7 +239,7 @@ class _Builder:
             scope = cache.get(svc)
             if scope is None:
                 rl: ResourceLogs = req.resource_logs.add()
-                rl.resource.attributes.extend([_kv("service.name", svc), _kv("deployment.environment", "production")])
+                rl.resource.attributes.extend([kv("service.name", svc), kv("deployment.environment", "production")])
                 scope = cache[svc] = rl.scope_logs.add()
                 scope.scope.name = SCOPE
             record = scope.log_records.add()
@@ -262,9 +250,7 @@ class _Builder:
             )
             record.severity_text = "ERROR" if error else "INFO"
             record.body.string_value = self._pii(rng.choice(LOG_LINES), rng.choice(LOG_LINES) + " for {pii}")
-            record.attributes.extend(
-                [_kv("code.function", "handle"), _kv("user.email", self._pii("anonymous", "{pii}"))]
-            )
+            record.attributes.extend([kv("code.function", "handle"), kv("user.email", self._pii("anonymous", "{pii}"))])
             if trace_id:
                 record.trace_id, record.span_id = trace_id, rng.randbytes(8)
                 record.flags = 1 if rng.random() < 0.5 else 0
