@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pipeline.model import Signal
-from pipeline.protowire import encode_varint
+from pipeline.protowire import decode_varint, encode_varint
 from processors.pii import keys, wire
 from processors.pii.actions import Masker, Rule
 from processors.pii.bulk import passes_touching
@@ -304,7 +304,7 @@ class Engine:
 
 def _field(raw: bytes, field_start: int, content: bytes) -> bytes:
     """A length-delimited field: the tag it had at ``field_start``, then ``content`` with its length."""
-    return raw[field_start : wire.tag_end(raw, field_start)] + encode_varint(len(content)) + content
+    return raw[field_start : decode_varint(raw, field_start)[1]] + encode_varint(len(content)) + content
 
 
 def _touched(start: int, end: int, starts: list[int], ends: list[int], first: int, last: int) -> bool:

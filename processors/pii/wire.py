@@ -311,13 +311,6 @@ def _key_and_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int
     return ks, ke, kind, s, e, False
 
 
-def tag_end(buf: bytes, i: int) -> int:
-    """Where the field whose tag starts at ``i`` has its length (the tag is a varint)."""
-    while buf[i] >= 0x80:
-        i += 1
-    return i + 1
-
-
 # AnyValue kinds as the walk reports them.
 ANY_EMPTY = 0
 ANY_STRING = 1
