@@ -58,30 +58,29 @@ Target = tuple[int, int, int, int, int, int, int]
 Frame = tuple[int, int, int, int]
 
 
-# What the walk does with a field, by its tag: descend or report (a length-delimited field listed in the schema),
-# skip a length-delimited field, or skip a scalar of each wire type.
-_LISTED, _SKIP_LEN, _SKIP_VARINT, _SKIP_FIXED64, _SKIP_FIXED32, _BAD = range(6)
-_SCALAR = {0: _SKIP_VARINT, 1: _SKIP_FIXED64, 5: _SKIP_FIXED32}
+# What the walk does with a field, by its wire type: read a length-delimited field (descend or report it when it is
+# listed in the schema and a hit overlaps it, else skip it), or skip a scalar of each wire type.
+_LEN, _SKIP_VARINT, _SKIP_FIXED64, _SKIP_FIXED32, _BAD = range(5)
+_BY_WIRE_TYPE = {2: _LEN, 0: _SKIP_VARINT, 1: _SKIP_FIXED64, 5: _SKIP_FIXED32}
+# Past every hit: the position of "the next hit" once there is none.
+_NO_HIT = 1 << 62
 
 
 class Node:
     """The fields of one message type that the walk cares about."""
 
-    __slots__ = ("fields", "table")
+    __slots__ = ("actions", "fields")
 
     def __init__(self, fields: Mapping[int, tuple[int, Node | None]]) -> None:
         # field number -> (kind, child node for MSG)
         self.fields = dict(fields)
-        # Tags below 0x80 (one byte: field numbers up to 15, which covers every OTLP field the walk meets) ->
-        # (action, kind, child), so the hot loop decodes nothing but the length.
-        self.table = tuple(self.action(tag) for tag in range(0x80))
+        # The action for each one-byte tag (field numbers up to 15, which covers every OTLP field the walk
+        # meets), so the hot loop decodes nothing but the length.
+        self.actions = tuple(action(tag) for tag in range(0x80))
 
-    def action(self, tag: int) -> tuple[int, int, Node | None]:
-        wire_type = tag & 7
-        if wire_type == 2:
-            spec = self.fields.get(tag >> 3)
-            return (_SKIP_LEN, 0, None) if spec is None else (_LISTED, spec[0], spec[1])
-        return (_SCALAR.get(wire_type, _BAD), 0, None)
+
+def action(tag: int) -> int:
+    return _BY_WIRE_TYPE.get(tag & 7, _BAD)
 
 
 def _node(descriptor: Descriptor, spec: Mapping[str, int | Node]) -> Node:
@@ -163,93 +162,111 @@ _METRICS = _node(
 SCHEMAS: Mapping[Signal, Node] = {Signal.TRACES: _TRACES, Signal.LOGS: _LOGS, Signal.METRICS: _METRICS}
 
 
-class _Walk:
-    __slots__ = ("buf", "ends", "every", "frames", "n", "out", "starts")
-
-    def __init__(self, buf: bytes, starts: Sequence[int], ends: Sequence[int], every: bool) -> None:
-        self.buf = buf
-        self.starts = starts
-        self.ends = ends
-        self.n = len(starts)
-        self.every = every
-        self.out: list[Target] = []
-        self.frames: list[Frame] = []
-
-    def walk(self, lo: int, hi: int, node: Node, frame: int, h: int) -> int:
-        """Walk the message in buf[lo:hi]; ``h`` is the first hit that may still overlap what comes next (fields
-        are visited in byte order, so it only moves forward). Returns the updated ``h``."""
-        buf, table, starts, ends, n, every = self.buf, node.table, self.starts, self.ends, self.n, self.every
-        out = self.out
-        i = lo
-        while i < hi:
-            # Nothing left to find in this message: the next hit starts after it (or there is none).
-            if not every and (h >= n or starts[h] >= hi):
-                return h
-            field_start = i
-            tag = buf[i]
-            if tag < 0x80:
-                i += 1
-                action, kind, child = table[tag]
-            else:
-                tag, i = decode_varint(buf, i)
-                action, kind, child = node.action(tag)
-            if action > _SKIP_LEN:
-                if action == _SKIP_VARINT:
-                    while buf[i] >= 0x80:
-                        i += 1
-                    i += 1
-                elif action == _SKIP_FIXED64:
-                    i += 8
-                elif action == _SKIP_FIXED32:
-                    i += 4
-                else:
-                    raise WireError(f"unsupported wire type {tag & 7}")
-                continue
-            length_at = i
-            length = buf[i]
-            if length < 0x80:
-                i += 1
-            elif buf[i + 1] < 0x80:  # two bytes: every span of a typical request
-                length = (length & 0x7F) | (buf[i + 1] << 7)
-                i += 2
-            else:
-                length, i = decode_varint(buf, i)
-            start = i
-            i += length
-            if action == _SKIP_LEN:
-                continue
-            while h < n and ends[h] <= start:
-                h += 1
-            if (h >= n or starts[h] >= i) and (not every or (kind != MSG and kind != KVS)):
-                continue  # no hit inside this field
-            if i > hi:
-                raise WireError("field runs past its message")
-            if kind == MSG:
-                assert child is not None
-                self.frames.append((length_at, start, i, frame))
-                h = self.walk(start, i, child, len(self.frames) - 1, h)
-            else:
-                last = h
-                while last < n and starts[last] < i:
-                    last += 1
-                out.append((kind, frame, field_start, start, i, h, last))
-        if i != hi:
-            raise WireError("field runs past its message")
-        return h
-
-
 def locate(
     signal: Signal, buf: bytes, starts: Sequence[int], ends: Sequence[int], every: bool = False
 ) -> tuple[list[Target], list[Frame]]:
     """Targets whose bytes overlap a hit [starts[k], ends[k]) (sorted, non-overlapping), in byte order; with
     ``every``, also every attribute that no hit touches (for key rules that no literal can prefilter). And the
     frames of the messages entered on the way, which the targets refer to."""
-    walk = _Walk(buf, starts, ends, every)
     try:
-        walk.walk(0, len(buf), SCHEMAS[signal], -1, 0)
+        return _walk(buf, SCHEMAS[signal], starts, ends, every)
     except IndexError:
         raise WireError("truncated message") from None
-    return walk.out, walk.frames
+
+
+def _walk(
+    buf: bytes, node: Node, starts: Sequence[int], ends: Sequence[int], every: bool
+) -> tuple[list[Target], list[Frame]]:
+    """The walk, one loop with a stack of the messages entered (no Python call per span). Fields are visited in
+    byte order, so ``h``, the first hit that may still overlap what comes next, only moves forward."""
+    out: list[Target] = []
+    frames: list[Frame] = []
+    stack: list[tuple[int, Node, int]] = []  # (end, node, frame) of each enclosing message
+    n = len(starts)
+    actions, fields = node.actions, node.fields
+    hi = len(buf)
+    frame = -1
+    h = 0
+    # Where the next hit starts: a field ending at or before it holds nothing to find, whatever it is (most
+    # fields of a span: ids, times, attributes before the one hit). In ``every`` mode, every listed field.
+    nxt = -1 if every else (starts[0] if n else _NO_HIT)
+    i = 0
+    while True:
+        if i >= hi or nxt >= hi:  # the message ends, or the next hit starts after it
+            if i > hi:
+                raise WireError("field runs past its message")
+            if not stack:
+                return out, frames
+            i = hi
+            hi, node, frame = stack.pop()
+            actions, fields = node.actions, node.fields
+            if not every:
+                # Hits that end inside the message left cannot reach the next field.
+                while h < n and ends[h] <= i:
+                    h += 1
+                nxt = starts[h] if h < n else _NO_HIT
+            continue
+        field_start = i
+        tag = buf[i]
+        if tag < 0x80:
+            i += 1
+            act = actions[tag]
+        else:
+            tag, i = decode_varint(buf, i)
+            act = action(tag)
+        if act:
+            if act == _SKIP_FIXED64:
+                i += 8
+            elif act == _SKIP_VARINT:
+                while buf[i] >= 0x80:
+                    i += 1
+                i += 1
+            elif act == _SKIP_FIXED32:
+                i += 4
+            else:
+                raise WireError(f"unsupported wire type {tag & 7}")
+            continue
+        length_at = i
+        length = buf[i]
+        if length < 0x80:
+            i += 1
+        elif buf[i + 1] < 0x80:  # two bytes: every span of a typical request
+            length = (length & 0x7F) | (buf[i + 1] << 7)
+            i += 2
+        else:
+            length, i = decode_varint(buf, i)
+        start = i
+        i += length
+        if i <= nxt:
+            continue
+        spec = fields.get(tag >> 3)
+        if spec is None:
+            continue
+        kind, child = spec
+        while h < n and ends[h] <= start:
+            h += 1
+        if (h >= n or starts[h] >= i) and (not every or (kind != MSG and kind != KVS)):
+            if not every:
+                nxt = starts[h] if h < n else _NO_HIT
+            continue  # no hit inside this field
+        if i > hi:
+            raise WireError("field runs past its message")
+        if kind == MSG:
+            assert child is not None
+            frames.append((length_at, start, i, frame))
+            stack.append((hi, node, frame))
+            hi, node, frame = i, child, len(frames) - 1
+            actions, fields = node.actions, node.fields
+            i = start
+            continue
+        last = h
+        while last < n and starts[last] < i:
+            last += 1
+        out.append((kind, frame, field_start, start, i, h, last))
+        if not every:
+            while h < n and ends[h] <= i:
+                h += 1
+            nxt = starts[h] if h < n else _NO_HIT
 
 
 def key_value(buf: bytes, start: int, end: int) -> tuple[int, int, int, int]:
