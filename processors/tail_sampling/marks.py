@@ -66,6 +66,8 @@ def _skip_items(blob: bytes, pos: int, count: int) -> int:
         length = blob[pos + 1]
         if length < 0x80:
             pos += 2 + length
+        elif blob[pos + 2] < 0x80:  # two bytes: a span of 128 B to 16 KiB, the usual size
+            pos += 3 + ((length & 0x7F) | (blob[pos + 2] << 7))
         else:
             length, pos = decode_varint(blob, pos + 1)
             pos += length
