@@ -44,7 +44,11 @@ class FanOut:
             except ConsumeError as exc:
                 errors.append(exc)
         if errors:
-            raise _combine(errors)
+            try:
+                raise _combine(errors)
+            finally:
+                # Each error's traceback holds this frame: without the list, no cycle keeps the batch alive.
+                del errors
 
 
 def _combine(errors: list[ConsumeError]) -> ConsumeError:

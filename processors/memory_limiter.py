@@ -162,7 +162,10 @@ class MemoryLimiter:
         refused = self.check()
         if refused is not None:
             self._refused[batch.signal, self._refusing or Over.RSS].inc(batch.items)
-            raise refused
+            try:
+                raise refused
+            finally:
+                del refused  # the traceback holds this frame: no cycle keeping the batch until a GC pass
         await self._nexts[batch.signal].consume(batch)
 
     def check(self) -> Refused | None:

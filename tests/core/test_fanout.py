@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
-from pipeline.errors import Permanent, Refused
+from pipeline.consumer import Consumer
+from pipeline.errors import ConsumeError, Permanent, Refused
 from pipeline.fanout import FanOut, fan_out
 from pipeline.model import Batch, Signal
+from tests.support.cycles import garbage_after
 from tests.support.data import traces_request
 from tests.support.sinks import SinkConsumer
 
@@ -36,6 +39,30 @@ def test_refused_wins_over_permanent() -> None:
     b.fail_with = Refused("busy")
     with pytest.raises(Refused):
         asyncio.run(FanOut([a, b]).consume(batch()))
+
+
+class _Failing:
+    """Raises a new error at every call (SinkConsumer re-raises one stored error, a cycle of its own)."""
+
+    mutates_data = False
+
+    def __init__(self, error: Callable[[], ConsumeError]) -> None:
+        self._error = error
+
+    async def consume(self, batch: Batch) -> None:
+        raise self._error()
+
+
+def test_collected_errors_leave_no_reference_cycle() -> None:
+    def run() -> None:
+        branches: list[Consumer] = [
+            _Failing(lambda: Permanent("bad")),
+            SinkConsumer(),
+            _Failing(lambda: Refused("busy")),
+        ]
+        FanOut(branches).consume(batch()).send(None)
+
+    assert garbage_after(run, Refused) == 0
 
 
 def test_all_mutating_last_takes_original_others_get_clones() -> None:

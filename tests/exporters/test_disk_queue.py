@@ -22,6 +22,7 @@ from pipeline.model import Batch, Signal
 from pipeline.telemetry.metrics import SelfMetrics
 from pipeline.telemetry.ratelimit import RateLimitedLog
 from tests.exporters.support import async_test
+from tests.support.cycles import garbage_after
 from tests.support.data import logs_request, traces_request
 from tests.support.settings import sample_value
 
@@ -230,6 +231,17 @@ async def test_queue_size_refuses_and_block_waits_for_room(tmp_path: Path) -> No
     q.done(item)
     await asyncio.wait_for(waiter, 5)
     assert len(q) == 1
+    q.close()
+    await q.stop()
+
+
+@async_test
+async def test_a_full_disk_queue_refuses_without_a_reference_cycle(tmp_path: Path) -> None:
+    q = make_queue(tmp_path / "q", capacity=1)
+    await q.start()
+    q.offer(logs("a"))
+    refused = logs("b")
+    assert garbage_after(lambda: q.offer(refused), Refused) == 0
     q.close()
     await q.stop()
 

@@ -31,6 +31,7 @@ from tests.exporters.support import (
     unavailable,
     wait_for,
 )
+from tests.support.cycles import garbage_after
 
 # ----------------------------------------------------------------------------------------- success, retries
 
@@ -258,6 +259,13 @@ def test_memory_queue_refuses_past_queue_size_and_when_closed() -> None:
     assert [b.items for b in q.drain()] == [1]
     with pytest.raises(Refused, match="closed"):
         q.offer(spans(1, 1))
+
+
+def test_a_full_memory_queue_refuses_without_a_reference_cycle() -> None:
+    q = MemoryQueue(capacity=1, max_bytes=10_000)
+    q.offer(spans(1, 1))
+    refused = spans(1, 1)
+    assert garbage_after(lambda: q.offer(refused), Refused) == 0
 
 
 # ----------------------------------------------------------------------------------------- lifecycle

@@ -58,7 +58,10 @@ class MemoryQueue:
     def offer(self, batch: Batch) -> None:
         refused = self._refusal(batch.nbytes)
         if refused is not None:
-            raise refused
+            try:
+                raise refused
+            finally:
+                del refused  # the traceback holds this frame: no cycle keeping the batch until a GC pass
         self._push(batch)
 
     async def put(self, batch: Batch, timeout_s: float) -> None:
@@ -71,7 +74,10 @@ class MemoryQueue:
                 return
             remaining = end - loop.time()
             if self._closed or remaining <= 0:
-                raise refused
+                try:
+                    raise refused
+                finally:
+                    del refused  # the traceback holds this frame: no cycle keeping the batch until a GC pass
             await wait_turn(self._putters, remaining)
 
     async def sync(self) -> None:

@@ -209,7 +209,10 @@ class Store:
         total = header.record_len
         refused = self.refusal(total)
         if refused is not None:
-            raise refused
+            try:
+                raise refused
+            finally:
+                del refused  # the traceback holds this frame: no cycle keeping the batch until a GC pass
         seg = self._writable()
         before = seg.size
         assert seg.write_fd is not None
