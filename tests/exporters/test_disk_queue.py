@@ -22,7 +22,7 @@ from pipeline.model import Batch, Signal
 from pipeline.telemetry.metrics import SelfMetrics
 from pipeline.telemetry.ratelimit import RateLimitedLog
 from tests.exporters.support import async_test
-from tests.support.cycles import garbage_after
+from tests.support.cycles import cycles_after
 from tests.support.data import logs_request, traces_request
 from tests.support.settings import sample_value
 
@@ -241,7 +241,7 @@ async def test_a_full_disk_queue_refuses_without_a_reference_cycle(tmp_path: Pat
     await q.start()
     q.offer(logs("a"))
     refused = logs("b")
-    assert garbage_after(lambda: q.offer(refused), Refused) == 0
+    assert cycles_after(lambda: q.offer(refused), Refused) == []
     q.close()
     await q.stop()
 

@@ -31,7 +31,7 @@ from tests.exporters.support import (
     unavailable,
     wait_for,
 )
-from tests.support.cycles import garbage_after
+from tests.support.cycles import cycles_after
 
 # ----------------------------------------------------------------------------------------- success, retries
 
@@ -265,7 +265,7 @@ def test_a_full_memory_queue_refuses_without_a_reference_cycle() -> None:
     q = MemoryQueue(capacity=1, max_bytes=10_000)
     q.offer(spans(1, 1))
     refused = spans(1, 1)
-    assert garbage_after(lambda: q.offer(refused), Refused) == 0
+    assert cycles_after(lambda: q.offer(refused), Refused) == []
 
 
 # ----------------------------------------------------------------------------------------- lifecycle

@@ -18,7 +18,7 @@ from pipeline.model import Batch, Signal
 from processors.memory_limiter import FACTORY, MIB, MemoryGuard, MemoryLimiter, MemoryLimiterConfig, Over
 from tests.exporters.support import async_test
 from tests.support.clock import FakeClock
-from tests.support.cycles import garbage_after
+from tests.support.cycles import cycles_after
 from tests.support.data import traces_request
 from tests.support.settings import make_settings, sample_value
 from tests.support.sinks import SinkConsumer
@@ -137,7 +137,7 @@ async def test_a_refusal_leaves_no_reference_cycle() -> None:
     mem = FakeMemory(900)
     rig = Rig(mem)
     await rig.proc.start()
-    assert garbage_after(lambda: rig.proc.consume(batch()).send(None), Refused) == 0
+    assert cycles_after(lambda: rig.proc.consume(batch()).send(None), Refused) == []
     await rig.proc.shutdown(rig.clock.monotonic())
 
 
