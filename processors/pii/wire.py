@@ -69,18 +69,20 @@ _NO_HIT = 1 << 62
 class Node:
     """The fields of one message type that the walk cares about."""
 
-    __slots__ = ("actions", "fields")
+    __slots__ = ("fields",)
 
     def __init__(self, fields: Mapping[int, tuple[int, Node | None]]) -> None:
         # field number -> (kind, child node for MSG)
         self.fields = dict(fields)
-        # The action for each one-byte tag (field numbers up to 15, which covers every OTLP field the walk
-        # meets), so the hot loop decodes nothing but the length.
-        self.actions = tuple(action(tag) for tag in range(0x80))
 
 
 def action(tag: int) -> int:
     return _BY_WIRE_TYPE.get(tag & 7, _BAD)
+
+
+# The action for each one-byte tag (field numbers up to 15, which covers every OTLP field the walk meets), so the
+# hot loop decodes nothing but the length.
+_ACTIONS = tuple(action(tag) for tag in range(0x80))
 
 
 def _node(descriptor: Descriptor, spec: Mapping[str, int | Node]) -> Node:
@@ -183,7 +185,7 @@ def _walk(
     frames: list[Frame] = []
     stack: list[tuple[int, Node, int]] = []  # (end, node, frame) of each enclosing message
     n = len(starts)
-    actions, fields = node.actions, node.fields
+    actions, fields = _ACTIONS, node.fields
     hi = len(buf)
     frame = -1
     h = 0
@@ -199,7 +201,7 @@ def _walk(
                 return out, frames
             i = hi
             hi, node, frame = stack.pop()
-            actions, fields = node.actions, node.fields
+            fields = node.fields
             if not every:
                 # Hits that end inside the message left cannot reach the next field.
                 while h < n and ends[h] <= i:
@@ -256,7 +258,7 @@ def _walk(
             frames.append((length_at, start, i, frame))
             stack.append((hi, node, frame))
             hi, node, frame = i, child, len(frames) - 1
-            actions, fields = node.actions, node.fields
+            fields = node.fields
             i = start
             continue
         last = h
