@@ -30,7 +30,7 @@ import heapq
 import itertools
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from itertools import repeat
 from typing import Any, Literal
@@ -214,16 +214,13 @@ class TailSampler:
         The hot loop: one pass over the spans, reading only the fields a configured rule needs (as columns read
         in C when they can be trusted, columns.py, else through the protobuf API), grouping by trace id into
         per-request entries ``[lo, hi, flags, coded, token, parts, runs]`` (marks.py); then one merge per trace into
-        the table. Both loops below do the same grouping (kept inline and with literal indices: they run once per
-        span).
+        the table. The grouping is kept inline and with literal indices: it runs once per span.
         """
         groups: dict[bytes, list[Any]] = {}
         pair = self._pairs.pair
         read_times, read_status, read_root = self._read_times, self._read_status, self._read_root
         use_columns = self._columns
-        root_flag = ROOT_FLAG
         prefixes, prefixed_limit = ITEM_PREFIXES, PREFIXED_LIMIT
-        start = end = coded = 0
         scopes = iter(split(raw))
         merged = iter(scope_columns(raw) if use_columns else repeat(None))
         for rs in message.resource_spans:
@@ -237,48 +234,18 @@ class TailSampler:
                 cols = read_columns(scope_spans, bodies, read_times, read_status, read_root) if use_columns else None
                 if cols is not None:
                     flag_column = cols.flags if cols.flags is not None else repeat(0)
-                    fields = zip(cols.tids, cols.starts, cols.ends, flag_column, bodies)  # noqa: B905 (one may repeat)
-                    for tid, start, end, flags, body in fields:
-                        length = len(body)
-                        prefix = prefixes[length] if length < prefixed_limit else item_prefix(length)
-                        g = groups.get(tid)
-                        if g is None:
-                            has_status = 1 if flags & 3 else 0
-                            groups[tid] = [start, end, flags, has_status, bodies, [prefix, body], [content, 0]]
-                            continue
-                        if start < g[0]:
-                            g[0] = start
-                        if end > g[1]:
-                            g[1] = end
-                        if flags:
-                            g[2] |= flags
-                            if flags & 3:  # STATUS_OK | STATUS_ERROR
-                                g[3] += 1
-                        parts = g[5]
-                        if g[4] is not bodies:  # a new run: another scope entry of this request
-                            g[4] = bodies
-                            g[6] += (content, len(parts))
-                        parts.append(prefix)
-                        parts.append(body)
-                    continue
-                for sp, body in zip(ss.spans, bodies, strict=True):
-                    tid = sp.trace_id
-                    if read_times:
-                        start = sp.start_time_unix_nano
-                        end = sp.end_time_unix_nano
-                    flags = root_flag if read_root and not sp.parent_span_id else 0
-                    if read_status:
-                        coded = 0
-                        if sp.HasField("status"):
-                            code = sp.status.code
-                            if code == 2 or code == 1:  # STATUS_ERROR, STATUS_OK; other values: UNSET
-                                flags |= code
-                                coded = 1
+                    rows: Iterable[tuple[bytes, int, int, int, bytes]] = zip(  # noqa: B905 (one may repeat)
+                        cols.tids, cols.starts, cols.ends, flag_column, bodies
+                    )
+                else:
+                    rows = _rows(ss.spans, bodies, read_times, read_status, read_root)
+                for tid, start, end, flags, body in rows:
                     length = len(body)
                     prefix = prefixes[length] if length < prefixed_limit else item_prefix(length)
                     g = groups.get(tid)
                     if g is None:
-                        groups[tid] = [start, end, flags, coded, bodies, [prefix, body], [content, 0]]
+                        has_status = 1 if flags & 3 else 0
+                        groups[tid] = [start, end, flags, has_status, bodies, [prefix, body], [content, 0]]
                         continue
                     if start < g[0]:
                         g[0] = start
@@ -286,9 +253,10 @@ class TailSampler:
                         g[1] = end
                     if flags:
                         g[2] |= flags
-                        g[3] += coded
+                        if flags & 3:  # STATUS_OK | STATUS_ERROR
+                            g[3] += 1
                     parts = g[5]
-                    if g[4] is not bodies:
+                    if g[4] is not bodies:  # a new run: another scope entry of this request
                         g[4] = bodies
                         g[6] += (content, len(parts))
                     parts.append(prefix)
@@ -582,3 +550,19 @@ class TailSampler:
         if dropped:
             stats.logs[("no_spans", "dropped")] += dropped
             stats.dropped_logs[LOG_POLICY] += dropped
+
+
+def _rows(
+    spans: Iterable[Any], bodies: Sequence[bytes], read_times: bool, read_status: bool, read_root: bool
+) -> Iterator[tuple[bytes, int, int, int, bytes]]:
+    """(trace id, start, end, flags, body) per span through the protobuf API, as the columns give them when
+    they cannot be trusted (columns.py): the fields a rule does not need read as 0."""
+    for sp, body in zip(spans, bodies, strict=True):
+        start = sp.start_time_unix_nano if read_times else 0
+        end = sp.end_time_unix_nano if read_times else 0
+        flags = ROOT_FLAG if read_root and not sp.parent_span_id else 0
+        if read_status and sp.HasField("status"):
+            code = sp.status.code
+            if code == 2 or code == 1:  # STATUS_ERROR, STATUS_OK; other values: UNSET
+                flags |= code
+        yield sp.trace_id, start, end, flags, body
