@@ -444,17 +444,25 @@ def _pid(d: DaemonProc) -> int | None:
     return d.proc.pid if d.proc is not None and d.proc.poll() is None else None
 
 
-def scenario_backend_outage(tmp: Path, name: str, mode: str, fault_s: float, rate: float) -> Row:
-    labels = {
-        "down": f"backend down (connection refused) for {fault_s:.0f} s",
-        "5xx": f"backend answers 502/503/504 for {fault_s:.0f} s",
-        "429": f"backend answers 429 + Retry-After: 1 for {fault_s:.0f} s",
-    }
+def _fault_window(
+    tmp: Path,
+    make_exporter: Callable[[Backend], str],
+    rate: float,
+    seed: int,
+    *,
+    mode: str,
+    lead_s: float,
+    fault_s: float,
+    name: str,
+    label: str,
+    notes: str = "",
+) -> Row:
+    """Healthy for ``lead_s``, the backend in ``mode`` for ``fault_s``, healthy again; then account."""
     started = time.monotonic()
-    with _world(tmp, lambda b: exporter(b)) as (backend, d):
+    with _world(tmp, make_exporter) as (backend, d):
         peak = Peak(lambda: _pid(d))
-        load = Load(lambda: d.target, rate, seed=hash(name) % 1000).start()
-        time.sleep(2)  # bench timeline, not a test: healthy, then the fault, then healthy again
+        load = Load(lambda: d.target, rate, seed=seed).start()
+        time.sleep(lead_s)  # bench timeline, not a test
         backend.set_mode(mode)
         time.sleep(fault_s)
         backend.set_mode("ok")
@@ -463,7 +471,18 @@ def scenario_backend_outage(tmp: Path, name: str, mode: str, fault_s: float, rat
         _settle(backend, tally.acked_ids)
         dropped = drops(d.metrics())
         code = d.stop()
-        return _row(name, labels[mode], tally, backend, dropped, [code], peak.stop(), started)
+        return _row(name, label, tally, backend, dropped, [code], peak.stop(), started, notes=notes)
+
+
+def scenario_backend_outage(tmp: Path, name: str, mode: str, fault_s: float, rate: float) -> Row:
+    labels = {
+        "down": f"backend down (connection refused) for {fault_s:.0f} s",
+        "5xx": f"backend answers 502/503/504 for {fault_s:.0f} s",
+        "429": f"backend answers 429 + Retry-After: 1 for {fault_s:.0f} s",
+    }
+    return _fault_window(
+        tmp, exporter, rate, hash(name) % 1000, mode=mode, lead_s=2, fault_s=fault_s, name=name, label=labels[mode]
+    )
 
 
 def scenario_kill_9(tmp: Path, rate: float) -> Row:
@@ -594,31 +613,19 @@ def scenario_sighup(tmp: Path, rate: float) -> Row:
 
 
 def scenario_disk_full(tmp: Path, rate: float, fault_s: float) -> Row:
-    started = time.monotonic()
     queue = f'type = "disk"\npath = "{tmp / "queue"}"\nmax_bytes = 2097152'
-    with _world(tmp, lambda b: exporter(b, queue=queue)) as (backend, d):
-        peak = Peak(lambda: _pid(d))
-        load = Load(lambda: d.target, rate, seed=31).start()
-        time.sleep(1)
-        backend.set_mode("down")
-        time.sleep(fault_s)
-        backend.set_mode("ok")
-        time.sleep(3)
-        tally = load.stop()
-        _settle(backend, tally.acked_ids)
-        dropped = drops(d.metrics())
-        code = d.stop()
-        return _row(
-            "disk_full",
-            f"disk queue limited to 2 MiB, backend down {fault_s:.0f} s",
-            tally,
-            backend,
-            dropped,
-            [code],
-            peak.stop(),
-            started,
-            notes="a full queue refuses (UNAVAILABLE + RetryInfo); the client retries, then gives up after 10 s",
-        )
+    return _fault_window(
+        tmp,
+        lambda b: exporter(b, queue=queue),
+        rate,
+        31,
+        mode="down",
+        lead_s=1,
+        fault_s=fault_s,
+        name="disk_full",
+        label=f"disk queue limited to 2 MiB, backend down {fault_s:.0f} s",
+        notes="a full queue refuses (UNAVAILABLE + RetryInfo); the client retries, then gives up after 10 s",
+    )
 
 
 # --------------------------------------------------------------------------------------------- cost
