@@ -30,29 +30,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from pipeline.exporters.file import read_records
 from pipeline.model import Signal
-from tests.support.daemon import Daemon, wait_until
+from tests.support.daemon import Daemon, file_pipelines, wait_until
 from tests.support.data import traces_request
-
-FILE_PIPELINES = """
-[exporters.file]
-path = "{out}/{{signal}}.jsonl"
-format = "json"
-flush_interval_ms = 50
-
-[pipelines.traces]
-receivers = ["otlp"]
-exporters = ["file"]
-
-[pipelines.logs]
-receivers = ["otlp"]
-exporters = ["file"]
-"""
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     out = tmp_path / "out"
-    with Daemon(tmp_path, FILE_PIPELINES.format(out=out)) as d:
+    with Daemon(tmp_path, file_pipelines(out)) as d:
         yield d
 
 
@@ -198,7 +183,7 @@ def test_hand_made_otlp_json_round_trips(daemon: Daemon) -> None:
 
 def test_sigterm_during_load_exits_zero_and_keeps_everything_acknowledged(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    d = Daemon(tmp_path, FILE_PIPELINES.format(out=out)).start()
+    d = Daemon(tmp_path, file_pipelines(out)).start()
     try:
         channel = grpc.insecure_channel(d.grpc_target)
         call = channel.unary_unary(
@@ -260,7 +245,7 @@ def test_sighup_invalid_config_keeps_running_valid_config_is_applied(tmp_path: P
     import signal as sig
 
     out = tmp_path / "out"
-    with Daemon(tmp_path, FILE_PIPELINES.format(out=out)) as d:
+    with Daemon(tmp_path, file_pipelines(out)) as d:
         assert d.proc is not None
         good = d.config_path.read_text()
         _post_span(d)

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pipeline.exporters.file import read_records
 from pipeline.model import Signal
 from tests.processors.pii.helpers import strings
-from tests.support.daemon import Daemon, wait_until
+from tests.support.daemon import Daemon, file_pipelines, wait_until
 from tests.support.data import logs_request, traces_request
 
 CARD = "4111 1111 1111 1111"
@@ -22,23 +22,9 @@ PASSWORD = "hunter2-Secret!"
 
 BODY = """
 [processors.pii]
-actions = {{ email = "hash" }}
+actions = { email = "hash" }
 hash_key = "e2e-test-key-0123456789"
 
-[exporters.file]
-path = "{out}/{{signal}}.jsonl"
-format = "json"
-flush_interval_ms = 50
-
-[pipelines.traces]
-receivers = ["otlp"]
-processors = ["pii"]
-exporters = ["file"]
-
-[pipelines.logs]
-receivers = ["otlp"]
-processors = ["pii"]
-exporters = ["file"]
 """
 
 
@@ -65,7 +51,7 @@ def _logs() -> ExportLogsServiceRequest:
 
 def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    with Daemon(tmp_path, BODY.format(out=out)) as daemon:
+    with Daemon(tmp_path, BODY + file_pipelines(out, ["pii"])) as daemon:
         with grpc.insecure_channel(daemon.grpc_target) as channel:
             export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
             export(_traces().SerializeToString(), timeout=10)

@@ -12,7 +12,7 @@ import grpc
 from pipeline.exporters.file import read_records
 from pipeline.model import Signal
 from tests.processors.tail_sampling.builders import log, logs_request, request, span
-from tests.support.daemon import Daemon, wait_until
+from tests.support.daemon import Daemon, file_pipelines, wait_until
 
 BODY = """
 [processors.tail_sampling]
@@ -29,20 +29,6 @@ name = "baseline"
 type = "probabilistic"
 sampling_percentage = 30
 
-[exporters.file]
-path = "{out}/{{signal}}.jsonl"
-format = "json"
-flush_interval_ms = 50
-
-[pipelines.traces]
-receivers = ["otlp"]
-processors = ["tail_sampling"]
-exporters = ["file"]
-
-[pipelines.logs]
-receivers = ["otlp"]
-processors = ["tail_sampling"]
-exporters = ["file"]
 """
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -76,7 +62,7 @@ def test_kept_traces_arrive_whole_and_dropped_ones_not_at_all(tmp_path: Path) ->
     all_spans = {s.span_id: s.trace_id for s in first + second}
     expected_spans = {sid for sid, t in all_spans.items() if t in expected_traces}
 
-    with Daemon(tmp_path, BODY.format(out=out)) as d:
+    with Daemon(tmp_path, BODY + file_pipelines(out, ["tail_sampling"])) as d:
         channel = grpc.insecure_channel(d.grpc_target)
         send_traces = channel.unary_unary(TRACES, request_serializer=None, response_deserializer=None)
         send_logs = channel.unary_unary(LOGS, request_serializer=None, response_deserializer=None)
