@@ -10,10 +10,10 @@ from typing import Any
 import msgspec
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from bench.gen import kv
 from processors.tail_sampling.config import TailSamplingConfig
 from processors.tail_sampling.engine import Outcome, TailSampler
 
@@ -30,19 +30,6 @@ def tid(randomness: int | None = None, prefix: int | None = None) -> bytes:
 
 def sid() -> bytes:
     return next(_ids).to_bytes(8, "big")
-
-
-def kv(key: str, value: Any) -> KeyValue:
-    out = KeyValue(key=key)
-    if isinstance(value, bool):
-        out.value.bool_value = value
-    elif isinstance(value, int):
-        out.value.int_value = value
-    elif isinstance(value, float):
-        out.value.double_value = value
-    else:
-        out.value.string_value = value
-    return out
 
 
 def span(
