@@ -35,7 +35,7 @@ from bench.machine import machine_facts
 from bench.pii_data import Mix, log_requests, make_secret, strings, trace_requests
 from bench.pii_report import RESULTS, write
 from bench.procstat import cpu_seconds, rss_bytes
-from bench.receive import _load_grpc, _pin, free_port, wait_ready
+from bench.receive import _load_grpc, _pin, daemon_config, free_port, wait_ready
 from pipeline.component import CreateSettings, Factory, Kind, Registry
 from pipeline.consumer import Consumer
 from pipeline.model import Batch, Signal
@@ -333,21 +333,8 @@ KEEP_QUARTER = Factory(Kind.PROCESSOR, "bench_keep_quarter", _KeepConfig, _keep_
 
 
 def _config(grpc_port: int, tel_port: int, processors: list[str]) -> str:
-    return f"""
-[service]
-telemetry_endpoint = "127.0.0.1:{tel_port}"
-log_level = "warning"
-[receivers.otlp]
-grpc_endpoint = "127.0.0.1:{grpc_port}"
-http_endpoint = ""
-{"[processors.pii]" if "pii" in processors else ""}
-{"[processors.bench_keep_quarter]" if "bench_keep_quarter" in processors else ""}
-[exporters.nop]
-[pipelines.traces]
-receivers = ["otlp"]
-processors = {json.dumps(processors)}
-exporters = ["nop"]
-"""
+    tables = "".join(f"[processors.{p}]\n" for p in processors)
+    return daemon_config(grpc_port, tel_port, processors=processors, tables=tables)
 
 
 def serve(config_path: Path) -> int:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +42,24 @@ def free_port() -> int:
         return port
 
 
-def daemon_config(grpc_port: int, http_port: int, telemetry_port: int) -> str:
+def daemon_config(
+    grpc_port: int, telemetry_port: int, *, http_port: int = 0, processors: Sequence[str] = (), tables: str = ""
+) -> str:
+    """A bench daemon's config: the otlp receiver on loopback (HTTP only with ``http_port``), then traces through
+    ``processors`` (configured by the TOML ``tables``) into nop."""
+    http = f"127.0.0.1:{http_port}" if http_port else ""
     return f"""
 [service]
 telemetry_endpoint = "127.0.0.1:{telemetry_port}"
 log_level = "warning"
 [receivers.otlp]
 grpc_endpoint = "127.0.0.1:{grpc_port}"
-http_endpoint = "127.0.0.1:{http_port}"
+http_endpoint = "{http}"
+{tables}
 [exporters.nop]
 [pipelines.traces]
 receivers = ["otlp"]
+processors = {json.dumps(list(processors))}
 exporters = ["nop"]
 """
 
@@ -177,7 +184,7 @@ def run_one(transport: str, duration_s: float, spans_per_request: int, warmup_s:
     grpc_port, http_port, tel_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "bench.toml"
-        cfg.write_text(daemon_config(grpc_port, http_port, tel_port))
+        cfg.write_text(daemon_config(grpc_port, tel_port, http_port=http_port))
         proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "run", "-c", str(cfg)],
             preexec_fn=lambda: _pin(0),

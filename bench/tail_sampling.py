@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from bench import receive
 from bench.gen import trace_requests
 from bench.machine import machine_facts
 from bench.procstat import cpu_seconds, rss_bytes
@@ -61,25 +62,14 @@ sampling_percentage = 10
 
 
 def daemon_config(grpc_port: int, telemetry_port: int, decision_wait_ms: int, after_root_ms: int = 0) -> str:
-    return f"""
-[service]
-telemetry_endpoint = "127.0.0.1:{telemetry_port}"
-log_level = "warning"
-[receivers.otlp]
-grpc_endpoint = "127.0.0.1:{grpc_port}"
-http_endpoint = ""
+    tables = f"""
 [processors.tail_sampling]
 decision_wait_ms = {decision_wait_ms}
 decision_wait_after_root_ms = {after_root_ms}
 num_traces = 2000000
 max_bytes = 8589934592
-{POLICIES}
-[exporters.nop]
-[pipelines.traces]
-receivers = ["otlp"]
-processors = ["tail_sampling"]
-exporters = ["nop"]
-"""
+{POLICIES}"""
+    return receive.daemon_config(grpc_port, telemetry_port, processors=["tail_sampling"], tables=tables)
 
 
 # ----------------------------------------------------------------------------------------------- load
