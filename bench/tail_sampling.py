@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -43,22 +43,38 @@ from bench.procstat import cpu_seconds, rss_bytes
 from bench.receive import _pin, closed_loop_grpc, free_port, wait_ready
 from pipeline.protowire import decode_varint
 
+if TYPE_CHECKING:
+    from processors.tail_sampling.config import TailSamplingConfig
+
 RESULTS = Path(__file__).parent / "results"
 P = "otelpipe_processor_tail_sampling"
-POLICIES = """
-[[processors.tail_sampling.policies]]
-name = "errors"
-type = "status_code"
-status_codes = ["ERROR"]
-[[processors.tail_sampling.policies]]
-name = "slow"
-type = "latency"
-threshold_ms = 79
-[[processors.tail_sampling.policies]]
-name = "baseline"
-type = "probabilistic"
-sampling_percentage = 10
-"""
+# The policies every part of this benchmark runs: errors, slow traces (79 ms: about 10% of the generated
+# ones), a 10% baseline.
+POLICY_LIST: list[dict[str, Any]] = [
+    {"name": "errors", "type": "status_code", "status_codes": ["ERROR"]},
+    {"name": "slow", "type": "latency", "threshold_ms": 79},
+    {"name": "baseline", "type": "probabilistic", "sampling_percentage": 10},
+]
+POLICIES = "".join(
+    "[[processors.tail_sampling.policies]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in policy.items())
+    for policy in POLICY_LIST
+)
+
+
+def engine_config(**settings: Any) -> TailSamplingConfig:
+    """The in-process engine's configuration: the benchmark's policies, budgets that never bind."""
+    from processors.tail_sampling.config import TailSamplingConfig
+
+    return msgspec.convert(
+        {
+            "policies": POLICY_LIST,
+            "decision_wait_after_root_ms": 0,
+            "num_traces": 10_000_000,
+            "max_bytes": 1 << 40,
+            **settings,
+        },
+        TailSamplingConfig,
+    )
 
 
 def daemon_config(grpc_port: int, telemetry_port: int, decision_wait_ms: int, after_root_ms: int = 0) -> str:
@@ -258,7 +274,6 @@ def _best(fn: Callable[[], object], reps: int = 5) -> float:
 
 
 def inprocess(n_requests: int = 32) -> dict[str, Any]:
-    from processors.tail_sampling.config import TailSamplingConfig
     from processors.tail_sampling.engine import Outcome, TailSampler
     from processors.tail_sampling.policies import randomness, threshold_for
     from processors.tail_sampling.wire import split
@@ -266,19 +281,7 @@ def inprocess(n_requests: int = 32) -> dict[str, Any]:
     raws = trace_requests(n_requests, 1000)
     msgs = [ExportTraceServiceRequest.FromString(r) for r in raws]
     n = 1000 * n_requests
-    cfg = msgspec.convert(
-        {
-            "policies": [
-                {"name": "errors", "type": "status_code", "status_codes": ["ERROR"]},
-                {"name": "slow", "type": "latency", "threshold_ms": 79},
-                {"name": "baseline", "type": "probabilistic", "sampling_percentage": 10},
-            ],
-            "decision_wait_after_root_ms": 0,
-            "num_traces": 10_000_000,
-            "max_bytes": 1 << 40,
-        },
-        TailSamplingConfig,
-    )
+    cfg = engine_config()
 
     def us(seconds: float) -> float:
         return round(seconds / n * 1e6, 3)
@@ -401,23 +404,9 @@ def steady_state(seconds: float = 6.0, rate: int = 300) -> dict[str, Any]:
     callbacks (it runs inside the phases), then the same run with the GC off for comparison."""
     import gc
 
-    from processors.tail_sampling.config import TailSamplingConfig
     from processors.tail_sampling.engine import Outcome, TailSampler
 
-    cfg = msgspec.convert(
-        {
-            "policies": [
-                {"name": "errors", "type": "status_code", "status_codes": ["ERROR"]},
-                {"name": "slow", "type": "latency", "threshold_ms": 79},
-                {"name": "baseline", "type": "probabilistic", "sampling_percentage": 10},
-            ],
-            "decision_wait_ms": 5000,
-            "decision_wait_after_root_ms": 0,
-            "num_traces": 10_000_000,
-            "max_bytes": 1 << 40,
-        },
-        TailSamplingConfig,
-    )
+    cfg = engine_config(decision_wait_ms=5000)
     templates = trace_requests(64, 1000)
     offsets = [trace_id_offsets(t) for t in templates]
 
