@@ -159,17 +159,20 @@ class MemoryLimiter:
         return self
 
     async def consume(self, batch: Batch) -> None:
-        refused = self.check()
-        if refused is not None:
+        reason = self._reason()
+        if reason is not None:
             self._refused[batch.signal, self._refusing or Over.RSS].inc(batch.items)
-            try:
-                raise refused
-            finally:
-                del refused  # the traceback holds this frame: no cycle keeping the batch until a GC pass
+            raise Refused(reason, DEFAULT_RETRY_AFTER_S)
         await self._nexts[batch.signal].consume(batch)
 
     def check(self) -> Refused | None:
-        """The refusal to give now, or None (also the guard the receivers ask before reading a request)."""
+        """The refusal to give now, or None (the guard the receivers ask before reading a request)."""
+        reason = self._reason()
+        return None if reason is None else Refused(reason, DEFAULT_RETRY_AFTER_S)
+
+    def _reason(self) -> str | None:
+        """Why data is refused now, or None. A reason, not a Refused: consume raises a new one where it stands, so
+        no frame keeps a raised error in a local (a cycle with its traceback that holds the batch)."""
         over = self._guard.over(self._clock.monotonic())
         self._transition(over)
         if over is None:
@@ -177,10 +180,7 @@ class MemoryLimiter:
         what, value = over
         limit = self._guard.soft_limit if what is Over.RSS else self._guard.buffered_limit
         measure = "process RSS" if what is Over.RSS else "buffered data"
-        return Refused(
-            f"memory limit: {measure} {value // MIB} MiB is above {limit // MIB} MiB; retry later",
-            DEFAULT_RETRY_AFTER_S,
-        )
+        return f"memory limit: {measure} {value // MIB} MiB is above {limit // MIB} MiB; retry later"
 
     def _transition(self, over: tuple[Over, int] | None) -> None:
         now = over[0] if over is not None else None

@@ -40,14 +40,16 @@ class MemoryQueue:
     async def start(self) -> None:
         return None
 
-    def _refusal(self, nbytes: int) -> Refused | None:
+    def _refusal(self, nbytes: int) -> str | None:
+        """Why a batch of ``nbytes`` cannot go in now, or None. A reason, not a Refused: callers raise a new one
+        where they stand, so no frame keeps a raised error in a local (a cycle with its traceback)."""
         if self._closed:
-            return Refused("the sending queue is closed (shutting down)")
+            return "the sending queue is closed (shutting down)"
         if len(self._items) >= self._capacity:
-            return Refused(f"the sending queue is full ({self._capacity} batches, queue_size)")
+            return f"the sending queue is full ({self._capacity} batches, queue_size)"
         # A batch larger than max_bytes still goes in when nothing else is held, or it could never be sent.
         if self._held_bytes + nbytes > self._max_bytes and self._held_bytes:
-            return Refused(f"the sending queue holds {self._held_bytes} bytes (max_bytes {self._max_bytes})")
+            return f"the sending queue holds {self._held_bytes} bytes (max_bytes {self._max_bytes})"
         return None
 
     def _push(self, batch: Batch) -> None:
@@ -56,28 +58,22 @@ class MemoryQueue:
         wake_one(self._getters)
 
     def offer(self, batch: Batch) -> None:
-        refused = self._refusal(batch.nbytes)
-        if refused is not None:
-            try:
-                raise refused
-            finally:
-                del refused  # the traceback holds this frame: no cycle keeping the batch until a GC pass
+        reason = self._refusal(batch.nbytes)
+        if reason is not None:
+            raise Refused(reason)
         self._push(batch)
 
     async def put(self, batch: Batch, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while True:
-            refused = self._refusal(batch.nbytes)
-            if refused is None:
+            reason = self._refusal(batch.nbytes)
+            if reason is None:
                 self._push(batch)
                 return
             remaining = end - loop.time()
             if self._closed or remaining <= 0:
-                try:
-                    raise refused
-                finally:
-                    del refused  # the traceback holds this frame: no cycle keeping the batch until a GC pass
+                raise Refused(reason)
             await wait_turn(self._putters, remaining)
 
     async def sync(self) -> None:

@@ -196,23 +196,21 @@ class Store:
 
     # Writing ----------------------------------------------------------------------------------------------
 
-    def refusal(self, record_len: int) -> Refused | None:
+    def refusal(self, record_len: int) -> str | None:
+        """Why a record cannot go in now, or None (a reason: see MemoryQueue._refusal)."""
         if len(self.pending) >= self.capacity:
-            return Refused(f"the disk queue is full ({self.capacity} records, queue_size)")
+            return f"the disk queue is full ({self.capacity} records, queue_size)"
         # A record larger than max_bytes still goes in when nothing is queued, or it could never be sent.
         if self.disk_bytes + record_len > self.max_bytes and self.live:
-            return Refused(f"the disk queue holds {self.disk_bytes} bytes on disk (max_bytes {self.max_bytes})")
+            return f"the disk queue holds {self.disk_bytes} bytes on disk (max_bytes {self.max_bytes})"
         return None
 
     def append(self, batch: Batch) -> None:
         header, parts = records.encode(batch.signal, batch.items, batch.metadata, batch.serialize())
         total = header.record_len
-        refused = self.refusal(total)
-        if refused is not None:
-            try:
-                raise refused
-            finally:
-                del refused  # the traceback holds this frame: no cycle keeping the batch until a GC pass
+        reason = self.refusal(total)
+        if reason is not None:
+            raise Refused(reason)
         seg = self._writable()
         before = seg.size
         assert seg.write_fd is not None
