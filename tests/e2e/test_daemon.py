@@ -30,7 +30,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from pipeline.exporters.file import read_records
 from pipeline.model import Signal
-from tests.support.daemon import Daemon, file_pipelines, wait_until
+from tests.support.configs import file_pipelines
+from tests.support.daemon import Daemon, wait_until
 from tests.support.data import traces_request
 
 

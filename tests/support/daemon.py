@@ -10,25 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-
-
-def file_pipelines(out: Path, processors: Sequence[str] = ()) -> str:
-    """A file exporter writing one JSON-lines file per signal under ``out``, and traces and logs pipelines from
-    the otlp receiver through ``processors`` to it: the rest of a Daemon body for tests that read what came out."""
-    chain = ", ".join(f'"{p}"' for p in processors)
-    pipelines = "".join(
-        f'\n[pipelines.{signal}]\nreceivers = ["otlp"]\nprocessors = [{chain}]\nexporters = ["file"]\n'
-        for signal in ("traces", "logs")
-    )
-    return f'''
-[exporters.file]
-path = "{out}/{{signal}}.jsonl"
-format = "json"
-flush_interval_ms = 50
-{pipelines}'''
 
 
 def free_port() -> int:

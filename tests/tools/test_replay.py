@@ -11,12 +11,9 @@ from pipeline.cli import main
 from pipeline.exporters.file import encode_record
 from pipeline.model import Batch, Signal
 from tests.processors.tail_sampling.builders import BASE_NS, log, logs_request, request, span, tid
+from tests.support.configs import nop_pipelines
 
 CONFIG = """
-[receivers.otlp]
-grpc_endpoint = "127.0.0.1:0"
-http_endpoint = ""
-[exporters.nop]
 [processors.tail_sampling]
 decision_wait_ms = 10000
 decision_wait_after_root_ms = 0
@@ -32,15 +29,7 @@ status_codes = ["ERROR"]
 name = "slow"
 type = "latency"
 threshold_ms = 500
-[pipelines.traces]
-receivers = ["otlp"]
-processors = ["tail_sampling"]
-exporters = ["nop"]
-[pipelines.logs]
-receivers = ["otlp"]
-processors = ["tail_sampling"]
-exporters = ["nop"]
-"""
+""" + nop_pipelines(["tail_sampling"])
 
 
 @pytest.fixture

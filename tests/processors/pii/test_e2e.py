@@ -13,7 +13,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pipeline.exporters.file import read_records
 from pipeline.model import Signal
 from tests.processors.pii.helpers import strings
-from tests.support.daemon import Daemon, file_pipelines, wait_until
+from tests.support.configs import file_pipelines
+from tests.support.daemon import Daemon, wait_until
 from tests.support.data import logs_request, traces_request
 
 CARD = "4111 1111 1111 1111"

@@ -21,21 +21,13 @@ from pipeline.telemetry.metrics import SelfMetrics
 from processors.pii import FACTORY
 from processors.pii.config import PiiConfig
 from processors.pii.processor import PiiProcessor
+from tests.support.configs import nop_pipelines
 from tests.support.data import logs_request, traces_request
 from tests.support.settings import make_settings, sample_value
 from tests.support.sinks import SinkConsumer
 
 SECRET = "jane.roe@example.com"
-PIPELINES = """
-[receivers.otlp]
-grpc_endpoint = "127.0.0.1:0"
-http_endpoint = ""
-[exporters.nop]
-[pipelines.traces]
-receivers = ["otlp"]
-processors = ["pii"]
-exporters = ["nop"]
-"""
+PIPELINES = nop_pipelines(["pii"], signals=["traces"])
 
 
 def _errors(table: str, env: dict[str, str] | None = None) -> list[str]:

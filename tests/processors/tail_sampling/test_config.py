@@ -9,21 +9,9 @@ from pipeline.component import ComponentId, Kind
 from pipeline.components import default_registry
 from pipeline.errors import ConfigError
 from processors.tail_sampling.config import Latency, Not, Probabilistic, TailSamplingConfig
+from tests.support.configs import nop_pipelines
 
-PIPELINES = """
-[receivers.otlp]
-grpc_endpoint = "127.0.0.1:0"
-http_endpoint = ""
-[exporters.nop]
-[pipelines.traces]
-receivers = ["otlp"]
-processors = ["tail_sampling"]
-exporters = ["nop"]
-[pipelines.logs]
-receivers = ["otlp"]
-processors = ["tail_sampling"]
-exporters = ["nop"]
-"""
+PIPELINES = nop_pipelines(["tail_sampling"])
 
 
 def load(body: str) -> TailSamplingConfig:

@@ -12,7 +12,8 @@ import grpc
 from pipeline.exporters.file import read_records
 from pipeline.model import Signal
 from tests.processors.tail_sampling.builders import log, logs_request, request, span
-from tests.support.daemon import Daemon, file_pipelines, wait_until
+from tests.support.configs import file_pipelines
+from tests.support.daemon import Daemon, wait_until
 
 BODY = """
 [processors.tail_sampling]
