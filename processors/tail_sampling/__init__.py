@@ -10,7 +10,9 @@ send on the kept traces; log records carrying a trace id follow their trace's de
     policies.py    pure policy evaluators and how their votes combine
     logpolicy.py   log records that follow no trace decision
     cache.py       decision cache: kept ids (LRU), dropped ids (compact filter)
-    engine.py      the pure core: ingest, timing, budgets, decide, emit (time passed in)
+    engine.py      the pure core (time passed in): ingest, over decide.py
+    decide.py      the pure core's other half: held traces, timing, budgets, decide, emit
+    outcome.py     what a call of the core hands the shell: requests to send, counts, latency histogram
     annotate.py    optional annotations on kept spans
     metrics.py     self-metrics
     processor.py   the async shell: consume, timer task, delivery with a bounded backlog

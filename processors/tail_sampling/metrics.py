@@ -3,7 +3,7 @@
 The metric families are created once per prometheus registry: a SIGHUP reload builds a new processor on the
 same registry while the old one drains, so families are shared per daemon (SelfMetrics.shared), and each
 instance takes label children. The decision latency histogram is a custom collector over plain bucket counts
-(engine.Histogram), shared by every instance with the same id, so it stays cumulative across reloads and costs
+(outcome.Histogram), shared by every instance with the same id, so it stays cumulative across reloads and costs
 a bisect per trace instead of a metric update.
 
 The engine counts in plain numbers; ``Publisher.publish`` moves them into these families once per tick.
