@@ -57,7 +57,11 @@ def _load(paths: Sequence[Path], registry: Registry) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
+        from pipeline.compiled import MODULES, compiled
+
         print(f"otelpipe {__version__}")
+        native = compiled()
+        print(f"compiled with mypyc: {', '.join(native) if native else 'none'} ({len(native)} of {len(MODULES)})")
         return 0
     registry = default_registry()
     for tool in tools():

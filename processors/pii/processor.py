@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from pipeline.compiled import is_compiled
 from pipeline.component import CreateSettings, Factory, Kind
 from pipeline.consumer import Consumer
 from pipeline.delivery.merge import LazyBatch
@@ -95,6 +96,8 @@ class PiiProcessor:
         }
         if "hash" in self._config.used_actions():
             fields["hash_key_id"] = self.engine.masker.key_id
+        # Whether the hot path runs compiled (a regular install) or as Python source (setup.py says when).
+        fields["compiled"] = is_compiled(Engine.__module__)
         self._logger.info("pii masking ready", extra={"fields": fields})
         if self.engine.every_key:
             # allowed_keys, or a blocked_keys glob without literal text: no bulk prefilter can find the keys.
