@@ -29,6 +29,8 @@ def _version(dist: str) -> str:
 def machine_facts() -> dict[str, Any]:
     from google.protobuf.internal import api_implementation
 
+    from pipeline.compiled import MODULES, compiled
+
     return {
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),
@@ -36,4 +38,18 @@ def machine_facts() -> dict[str, Any]:
         "platform": platform.platform(),
         "protobuf_backend": api_implementation.Type(),
         "versions": {d: _version(d) for d in ("otelpipe", "grpcio", "protobuf", "aiohttp", "uvloop", "msgspec")},
+        # The modules a regular install compiles with mypyc (setup.py) that this run imports compiled; the daemon
+        # is started from the same path, so it runs the same build.
+        "compiled": compiled(),
+        "compilable": len(MODULES),
     }
+
+
+def build_note(facts: dict[str, Any]) -> str:
+    """How the PII hot path ran, for a report's machine line: compiled with mypyc or as Python source."""
+    done = facts.get("compiled")
+    if done is None:
+        return "build not recorded"
+    if not done:
+        return "Python source (not compiled)"
+    return f"mypyc-compiled ({len(done)} of {facts.get('compilable')} hot-path modules)"

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.machine import build_note
+
 RESULTS = Path(__file__).parent / "results"
 
 FINDINGS = [
@@ -91,7 +93,8 @@ def write(report: dict[str, Any], out: Path) -> None:
     lines = [
         "# PII masking: approaches and end-to-end throughput",
         "",
-        f"Machine: {m['cpu_model']}, {m['cores']} cores, Python {m['python']}, protobuf {m['protobuf_backend']}. "
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, Python {m['python']}, protobuf {m['protobuf_backend']}, "
+        f"PII hot path {build_note(m)}. "
         f"Date {report['date']}. Reproduce: `python -m bench.pii all`. Load average when the run started: "
         f"{report.get('load_average_at_start')} (the machine is shared; figures vary by 10-25% between runs).",
         "",

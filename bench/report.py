@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.machine import build_note
+
 SCHEMA = "otelpipe-bench/1"
 ITEMS = {"traces": "spans", "logs": "log_records"}
 FIELDS = ("offered", "accepted", "refused", "failed", "timeout", "unsent", "exported", "dropped_on_purpose", "lost")
@@ -133,7 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Run {report['date']}: {_load_words(s)} for {s.get('duration_s')} s; " + _pinning_words(s),
         f"Machine: {m.get('cpu_model')}, {m.get('cores')} cores, Python {m.get('python')}, protobuf "
-        f"{m.get('protobuf_backend')}. Other load during the run: "
+        f"{m.get('protobuf_backend')}, PII hot path {build_note(m)}. Other load during the run: "
         + ("**yes** (see other_load in the JSON)" if report.get("other_load_present") else "no")
         + f" (1-min load average before: {results['otelpipe'].get('other_load', {}).get('loadavg_before', '-')}).",
         "",

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.machine import build_note
+
 # Measured while choosing the design (development runs on this machine, same data; the module docstrings of
 # processors/tail_sampling/{table,marks,columns,wire}.py explain each choice).
 DESIGN_ROWS = (
@@ -84,7 +86,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         "# Tail sampling: OTLP/gRPC -> tail_sampling (errors + latency + 10% probabilistic) -> nop",
         "",
         f"Machine: {m['cpu_model']}, {m['cores']} cores, Python {m['python']}, protobuf backend "
-        f"{m['protobuf_backend']}. Daemon pinned to one core, load generator on the other (shared with other "
+        f"{m['protobuf_backend']}, {build_note(m)}. Daemon pinned to one core, load generator on the other "
+        "(shared with other "
         "work on this machine: figures vary by ~10-15% between runs). 1000-span requests of 10-span traces "
         "(bench/gen.py, ~365 bytes per span, spans of a trace spread over up to 6 resources), every trace id new; "
         "policies: status_code ERROR, latency >= 79 ms, probabilistic 10%; decision_wait_ms 5000, root rule off "
