@@ -13,6 +13,7 @@ layouts) goes through the protobuf API for that one field, with key rules applie
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -78,7 +79,22 @@ class Engine:
     # --- one request ---
 
     def process(self, signal: Signal, raw: bytes) -> Outcome:
-        """Mask the serialized request ``raw``: ``Outcome.raw`` is the masked request when something changed."""
+        """Mask the serialized request ``raw``: ``Outcome.raw`` is the masked request when something changed.
+
+        The cyclic collector is paused for the call. Masking a request holds thousands of small tuples at once
+        (targets, frames, edits, regions), so the collector's youngest generation would be walked several times
+        per request and find nothing: masking makes no reference cycles (tests/processors/pii/test_gc_pause.py
+        checks), so whatever it leaves behind is freed by reference counting. Measured: 4-6% of masking time.
+        A collector that was already paused stays paused."""
+        if not gc.isenabled():
+            return self._process(signal, raw)
+        gc.disable()
+        try:
+            return self._process(signal, raw)
+        finally:
+            gc.enable()
+
+    def _process(self, signal: Signal, raw: bytes) -> Outcome:
         out = Outcome()
         starts, ends, hit_passes = self.scanner.bulk.hits(raw)
         out.hits = len(starts)
