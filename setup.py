@@ -3,7 +3,8 @@ with mypyc, when it can.
 
 mypyc compiles these modules from their own Python source (the code stays Python, type-checked with mypy
 --strict like the rest), which takes the interpreter's per-operation cost out of the wire walk, the splice and
-the strict scan: about 1.3x on masking (bench/results/pii.md). Everything else in the package is unchanged.
+the strict scan: about 1.3x on masking (bench/results/compiled/pii.md against bench/results/pii.md). Everything
+else in the package is unchanged.
 
 - ``pip install .``: compiled when mypyc and a C compiler work; if either is missing or the build fails, the
   install carries on with the pure-Python modules (same behaviour, slower masking) and says so.
