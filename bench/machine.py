@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from importlib import metadata
 from typing import Any
 
@@ -42,14 +43,44 @@ def machine_facts() -> dict[str, Any]:
         # is started from the same path, so it runs the same build.
         "compiled": compiled(),
         "compilable": len(MODULES),
+        "speed_reference_ms": speed_reference(),
     }
 
 
+# A fixed workload shaped like the hot paths: an interpreter loop over bytes (the wire walk, the splice) and an RE2
+# scan over a buffer (the bulk passes).
+_REFERENCE_TEXT = b"order 7 paid by alice@example.com with 4111 1111 1111 1111 from 10.0.3.7; " * 4000
+_REFERENCE_PATTERN = rb"[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[a-z]{2,}"
+
+
+def speed_reference() -> float:
+    """CPU milliseconds of a fixed workload, best of three (lower is faster). This machine's speed drifts by up to
+    30% within an hour, more than most effects we measure; reports taken at different times can be compared
+    through this figure, and two runs only compare well when it is close."""
+    import re2  # type: ignore[import-untyped,unused-ignore]
+
+    pattern = re2.compile(_REFERENCE_PATTERN)
+    buf = _REFERENCE_TEXT
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        total = 0
+        for i in range(len(buf)):
+            total += buf[i]
+        total += len(pattern.findall(buf))
+        best = min(best, time.process_time() - start)
+    return round(best * 1e3, 1)
+
+
 def build_note(facts: dict[str, Any]) -> str:
-    """How the PII hot path ran, for a report's machine line: compiled with mypyc or as Python source."""
+    """How the PII hot path ran, for a report's machine line: compiled with mypyc or as Python source; and the
+    speed reference, when recorded."""
     done = facts.get("compiled")
     if done is None:
-        return "build not recorded"
-    if not done:
-        return "Python source (not compiled)"
-    return f"mypyc-compiled ({len(done)} of {facts.get('compilable')} hot-path modules)"
+        note = "build not recorded"
+    elif not done:
+        note = "Python source (not compiled)"
+    else:
+        note = f"mypyc-compiled ({len(done)} of {facts.get('compilable')} hot-path modules)"
+    reference = facts.get("speed_reference_ms")
+    return note if reference is None else f"{note}; speed reference {reference} ms (lower is faster)"
