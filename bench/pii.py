@@ -35,7 +35,7 @@ from bench.machine import machine_facts
 from bench.pii_data import Mix, log_requests, make_secret, strings, trace_requests
 from bench.pii_report import RESULTS, write
 from bench.procstat import cpu_seconds, rss_bytes
-from bench.receive import _load_grpc, _pin, daemon_config, free_port, wait_ready
+from bench.receive import _load_grpc, _pin, daemon_config, free_port, wait_ready, window_rates
 from pipeline.component import CreateSettings, Factory, Kind, Registry
 from pipeline.consumer import Consumer
 from pipeline.model import Batch, Signal
@@ -389,10 +389,7 @@ def e2e_one(
     return {
         "scenario": name,
         "processors": processors,
-        "spans_per_cpu_second": int(spans / cpu) if cpu > 0 else 0,
-        "spans_per_second_wall": int(spans / (t1 - t0)),
-        "daemon_cpu_utilisation": round(cpu / (t1 - t0), 2),
-        "accepted_spans": int(spans),
+        **window_rates(spans, cpu, t1 - t0),
         "requests_failed": counts["err"],
         "rss_bytes": rss,
     }

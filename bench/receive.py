@@ -42,6 +42,19 @@ def free_port() -> int:
         return port
 
 
+def window_rates(spans: float, cpu: float, wall: float) -> dict[str, float]:
+    """The figures every daemon benchmark reports for its measuring window: spans accepted in it, the daemon's
+    CPU-seconds (all threads), and the rates per CPU-second and per wall second."""
+    return {
+        "window_s": round(wall, 2),
+        "accepted_spans": int(spans),
+        "daemon_cpu_seconds": round(cpu, 2),
+        "spans_per_cpu_second": int(spans / cpu) if cpu > 0 else 0,
+        "spans_per_second_wall": int(spans / wall) if wall > 0 else 0,
+        "daemon_cpu_utilisation": round(cpu / wall, 2) if wall > 0 else 0.0,
+    }
+
+
 def daemon_config(
     grpc_port: int, telemetry_port: int, *, http_port: int = 0, processors: Sequence[str] = (), tables: str = ""
 ) -> str:
@@ -218,12 +231,7 @@ def run_one(transport: str, duration_s: float, spans_per_request: int, warmup_s:
         "transport": transport,
         "spans_per_request": spans_per_request,
         "request_bytes_avg": sum(map(len, payloads)) // len(payloads),
-        "window_s": round(t1 - t0, 2),
-        "accepted_spans": int(spans),
-        "daemon_cpu_seconds": round(cpu, 2),
-        "spans_per_cpu_second": int(spans / cpu) if cpu > 0 else 0,
-        "spans_per_second_wall": int(spans / (t1 - t0)),
-        "daemon_cpu_utilisation": round(cpu / (t1 - t0), 2),
+        **window_rates(spans, cpu, t1 - t0),
         "requests_ok": counts["ok"],
         "requests_failed": counts["err"],
         "peak_rss_bytes": peak_rss,

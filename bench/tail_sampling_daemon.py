@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procstat import cpu_seconds, rss_bytes
-from bench.receive import _pin, closed_loop_grpc, free_port, wait_ready
+from bench.receive import _pin, closed_loop_grpc, free_port, wait_ready, window_rates
 from bench.tail_sampling_setup import daemon_config, trace_id_offsets, unique_request
 
 P = "otelpipe_processor_tail_sampling"
@@ -117,12 +117,7 @@ def throughput_run(
     return {
         "decision_wait_ms": decision_wait_ms,
         "decision_wait_after_root_ms": after_root_ms,
-        "window_s": round(t1 - t0, 2),
-        "accepted_spans": int(spans),
-        "daemon_cpu_seconds": round(cpu, 2),
-        "spans_per_cpu_second": int(spans / cpu) if cpu > 0 else 0,
-        "spans_per_second_wall": int(spans / (t1 - t0)),
-        "daemon_cpu_utilisation": round(cpu / (t1 - t0), 2),
+        **window_rates(spans, cpu, t1 - t0),
         "spans_decided": int(decided_in),
         "kept_share": round(kept / decided_in, 3) if decided_in else 0.0,
         "latency": latency_quantiles(s0, s1),
