@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fault_rig import CLIENT_GIVE_UP_S, SPANS_PER_REQUEST
-from bench.machine import build_note, machine_facts
+from bench.machine import machine_facts, machine_line
 
 
 @dataclass
@@ -51,8 +51,7 @@ def write_report(out: Path, rows: list[Row], cost: list[dict[str, Any]], args: a
     lines = [
         "# Delivery under faults",
         "",
-        f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, protobuf "
-        f"{machine['protobuf_backend']}, {build_note(machine)}. Reproduce: `python -m bench.faults` "
+        f"{machine_line(machine)}. Reproduce: `python -m bench.faults` "
         f"({args.rate:g} requests/s of "
         f"{SPANS_PER_REQUEST} spans over OTLP/gRPC into the daemon, OTLP/HTTP out to a fake backend; the client "
         f"retries refusals like an SDK and gives up on a request after {CLIENT_GIVE_UP_S:.0f} s).",

@@ -72,15 +72,20 @@ def speed_reference() -> float:
     return round(best * 1e3, 1)
 
 
-def build_note(facts: dict[str, Any]) -> str:
-    """How the PII hot path ran, for a report's machine line: compiled with mypyc or as Python source; and the
-    speed reference, when recorded."""
+def machine_line(facts: dict[str, Any]) -> str:
+    """The opening of every report's machine line (no final full stop): CPU, cores, Python, protobuf backend, how
+    the PII hot path ran (compiled with mypyc or as Python source), and the speed reference when recorded. Reads
+    with ``get`` so that reports re-rendered from older JSON still render."""
     done = facts.get("compiled")
     if done is None:
-        note = "build not recorded"
+        build = "build not recorded"
     elif not done:
-        note = "Python source (not compiled)"
+        build = "Python source (not compiled)"
     else:
-        note = f"mypyc-compiled ({len(done)} of {facts.get('compilable')} hot-path modules)"
+        build = f"mypyc-compiled ({len(done)} of {facts.get('compilable')} modules)"
+    line = (
+        f"Machine: {facts.get('cpu_model')}, {facts.get('cores')} cores, Python {facts.get('python')}, protobuf "
+        f"{facts.get('protobuf_backend')}, PII hot path {build}"
+    )
     reference = facts.get("speed_reference_ms")
-    return note if reference is None else f"{note}; speed reference {reference} ms (lower is faster)"
+    return line if reference is None else f"{line}, speed reference {reference} ms (lower is faster)"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.machine import build_note
+from bench.machine import machine_line
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -101,9 +101,8 @@ def write(report: dict[str, Any], out: Path) -> None:
     lines = [
         "# PII masking: approaches and end-to-end throughput",
         "",
-        f"Machine: {m['cpu_model']}, {m['cores']} cores, Python {m['python']}, protobuf {m['protobuf_backend']}, "
-        f"PII hot path {build_note(m)}. "
-        f"Date {report['date']}. Reproduce: `python -m bench.pii all`. Load average when the run started: "
+        f"{machine_line(m)}. Date {report['date']}. Reproduce: `python -m bench.pii all`. "
+        "Load average when the run started: "
         f"{report.get('load_average_at_start')} (the machine is shared; figures vary by 10-25% between runs).",
         "",
     ]

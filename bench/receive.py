@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gen import trace_requests
-from bench.machine import build_note, machine_facts
+from bench.machine import machine_facts, machine_line
 from bench.procstat import cpu_seconds, rss_bytes
 
 TRACE_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -261,10 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Receive path: OTLP -> otlp receiver -> nop exporter",
         "",
-        f"Machine: {machine['cpu_model']}, {machine['cores']} cores, "
-        f"Python {machine['python']}, protobuf backend {machine['protobuf_backend']}, "
-        f"{build_note(machine)}. "
-        "Daemon pinned to one core, load generator on the other; closed loop, 8 concurrent requests.",
+        f"{machine_line(machine)}. Daemon pinned to one core, load generator on the other; closed loop, "
+        "8 concurrent requests.",
         "",
         "| transport | spans/request | spans per CPU-second | spans/s (wall) | daemon CPU | failed requests "
         "| peak RSS |",

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.machine import build_note
+from bench.machine import machine_line
 
 SCHEMA = "otelpipe-bench/1"
 ITEMS = {"traces": "spans", "logs": "log_records"}
@@ -134,8 +134,7 @@ def markdown(report: dict[str, Any]) -> str:
         report["description"],
         "",
         f"Run {report['date']}: {_load_words(s)} for {s.get('duration_s')} s; " + _pinning_words(s),
-        f"Machine: {m.get('cpu_model')}, {m.get('cores')} cores, Python {m.get('python')}, protobuf "
-        f"{m.get('protobuf_backend')}, PII hot path {build_note(m)}. Other load during the run: "
+        f"{machine_line(m)}. Other load during the run: "
         + ("**yes** (see other_load in the JSON)" if report.get("other_load_present") else "no")
         + f" (1-min load average before: {results['otelpipe'].get('other_load', {}).get('loadavg_before', '-')}).",
         "",

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.machine import build_note
+from bench.machine import machine_line
 
 # Measured while choosing the design (development runs on this machine, same data; the module docstrings of
 # processors/tail_sampling/{table,marks,columns,wire}.py explain each choice).
@@ -85,8 +85,7 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     lines = [
         "# Tail sampling: OTLP/gRPC -> tail_sampling (errors + latency + 10% probabilistic) -> nop",
         "",
-        f"Machine: {m['cpu_model']}, {m['cores']} cores, Python {m['python']}, protobuf backend "
-        f"{m['protobuf_backend']}, {build_note(m)}. Daemon pinned to one core, load generator on the other "
+        f"{machine_line(m)}. Daemon pinned to one core, load generator on the other "
         "(shared with other "
         "work on this machine: figures vary by ~10-15% between runs). 1000-span requests of 10-span traces "
         "(bench/gen.py, ~365 bytes per span, spans of a trace spread over up to 6 resources), every trace id new; "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from bench.machine import build_note, machine_facts, speed_reference
+from bench.machine import machine_facts, machine_line, speed_reference
 from pipeline.compiled import MODULES
+
+_BASE = {"cpu_model": "AMD EPYC", "cores": 2, "python": "3.11.7", "protobuf_backend": "upb"}
 
 
 def test_speed_reference_times_the_fixed_workload() -> None:
@@ -17,11 +19,14 @@ def test_the_facts_say_what_ran() -> None:
     assert facts["compiled"] == []  # the tests run the source tree
     assert facts["compilable"] == len(MODULES)
     assert facts["speed_reference_ms"] > 0
+    assert machine_line(facts).endswith(" ms (lower is faster)")
 
 
-def test_build_note() -> None:
-    assert build_note({}) == "build not recorded"
-    assert build_note({"compiled": [], "speed_reference_ms": 23.4}) == (
-        "Python source (not compiled); speed reference 23.4 ms (lower is faster)"
+def test_machine_line() -> None:
+    head = "Machine: AMD EPYC, 2 cores, Python 3.11.7, protobuf upb, PII hot path "
+    assert machine_line(_BASE) == head + "build not recorded"
+    assert machine_line({**_BASE, "compiled": [], "speed_reference_ms": 23.4}) == (
+        head + "Python source (not compiled), speed reference 23.4 ms (lower is faster)"
     )
-    assert build_note({"compiled": ["a", "b"], "compilable": 12}) == "mypyc-compiled (2 of 12 hot-path modules)"
+    compiled = {**_BASE, "compiled": ["a", "b"], "compilable": 12}
+    assert machine_line(compiled) == head + "mypyc-compiled (2 of 12 modules)"
