@@ -60,7 +60,8 @@ _SET_LIMIT = 1 << 16
 # Keeps the decoded value's replacement readable inside the URL ("[REDACTED:email]", "***@example.com").
 _URL_SAFE = b"[]:*@._-~!$'(),;/"
 _QUERY = Pattern(rb"\?[^\s#\"'<>]+")
-# The result cache: values up to this size, this many entries (then it starts over; about 10 MB at most).
+# The result caches: values up to this size, this many entries per cache (then it starts over; about 10 MB each
+# at most).
 _CACHE_VALUE_LIMIT = 1024
 _CACHE_ENTRIES = 4096
 
@@ -111,10 +112,13 @@ class ValueScanner:
         ]
         self._blocked = blocked_rule
         self.masker = masker
-        self._cache: dict[tuple[bytes, bool], Masked] = {}
+        # One map per ``removable`` (attribute values may be dropped, log bodies may not), keyed by the value's
+        # bytes alone: no key tuple to build and hash per lookup.
+        self._cache: tuple[dict[bytes, Masked], dict[bytes, Masked]] = ({}, {})
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        for cache in self._cache:
+            cache.clear()
 
     # --- detection ---
 
@@ -219,7 +223,7 @@ class ValueScanner:
 
     def cached(self, value: bytes, removable: bool, counts: Counts) -> Masked | None:
         """``(result, matches)`` when ``mask`` has seen this value (its matches are counted again), else None."""
-        hit = self._cache.get((value, removable))
+        hit = self._cache[removable].get(value)
         if hit is None:
             return None
         for name_action, n in hit[1]:
@@ -228,19 +232,24 @@ class ValueScanner:
 
     def _settle(self, value: bytes, regions: list[Region], removable: bool, counts: Counts) -> Masked:
         """``value`` masked by its confirmed regions, its matches counted, the outcome remembered."""
-        if regions:
+        counted: Counted
+        if len(regions) == 1:  # the common case, without a tally
+            result, key = self._finish_one(value, regions[0], removable)
+            counted = ((key, 1),)
+            counts[key] = counts.get(key, 0) + 1
+        elif regions:
             tally: dict[tuple[str, str], int] = {}
             result = self._finish(value, regions, tally, removable)
-            counted: Counted = tuple(tally.items())
+            counted = tuple(tally.items())
             for key, times in counted:
                 counts[key] = counts.get(key, 0) + times
         else:
             result, counted = None, ()
         if len(value) <= _CACHE_VALUE_LIMIT:
-            cache = self._cache
+            cache = self._cache[removable]
             if len(cache) >= _CACHE_ENTRIES:
                 cache.clear()
-            cache[(value, removable)] = (result, counted)
+            cache[value] = (result, counted)
         return (result, counted)
 
     def regions_many(self, values: Sequence[bytes], touched: Sequence[int]) -> list[list[Region]]:
@@ -272,21 +281,20 @@ class ValueScanner:
                 regions.append((s, e, user.rule, user.rule.action, None))
         return regions
 
+    def _finish_one(self, value: bytes, region: Region, removable: bool) -> tuple[bytes | _Drop, tuple[str, str]]:
+        """``value`` masked by its only region, and the (rule name, action) to count once."""
+        s, e, rule, action, replacement = region
+        if action == "drop":
+            if removable:
+                return DROP, (rule.name, action)
+            action = "redact"
+            replacement = None
+        if replacement is None:
+            replacement = self.masker.replacement(rule, action, value[s:e])
+        return value[:s] + replacement + value[e:], (rule.name, action)
+
     def _finish(self, value: bytes, regions: list[Region], counts: Counts, removable: bool) -> bytes | _Drop:
-        """``value`` masked by its (unmerged, non-empty) regions; matches counted."""
-        if len(regions) == 1:  # the common case, without the merge machinery
-            s, e, rule, action, replacement = regions[0]
-            if action == "drop":
-                if removable:
-                    counts[(rule.name, action)] = counts.get((rule.name, action), 0) + 1
-                    return DROP
-                action = "redact"
-                replacement = None
-            counted = (rule.name, action)
-            counts[counted] = counts.get(counted, 0) + 1
-            if replacement is None:
-                replacement = self.masker.replacement(rule, action, value[s:e])
-            return value[:s] + replacement + value[e:]
+        """``value`` masked by its (unmerged, two or more) regions; matches counted."""
         merged = merge(regions)
         if not removable:
             merged = [(s, e, r, "redact" if a == "drop" else a, p) for s, e, r, a, p in merged]
