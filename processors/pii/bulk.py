@@ -3,8 +3,8 @@
 Together they must find at least one hit overlapping every value that the strict per-value scan would change,
 and they may find more (those values are scanned and left alone). Each pass is the union of some of these
 alternatives (BULK_PASSES says which):
-- every shape's bulk pattern (detectors.py: no anchors or word boundaries; for cards and IPv4 a narrower
-  pattern that still matches every span their ``confirm`` accepts);
+- every shape's bulk pattern (detectors.py: no word boundaries; for cards and IPv4 a narrower pattern that
+  still matches every span their ``confirm`` accepts, the card's with the byte or two before it);
 - every user rule with its zero-width assertions removed (``^``, ``$``, ``\\b``, ``\\A``, ``\\z``...): inside a
   serialized batch a value is not at the start of the text and is framed by tag and length bytes, so an
   assertion that holds in the value may fail in the batch; dropping an assertion only widens a pattern;
@@ -14,8 +14,12 @@ alternatives (BULK_PASSES says which):
 
 Why some hit overlaps every value holding a strict match: the match's bytes match its pass's union on their
 own, so that pass's leftmost-first scan either reports a match starting at that position or one that started
-earlier and runs into it; either overlaps the value. It follows that a detector can only confirm something in
-a value that a hit of its own pass touches.
+earlier and runs into it; either overlaps the value. For a card the bytes taken along before it are, inside
+the value, the value's; before it, the tag and length of the value's own field. No match of the digit pass can
+end on those: each ends on a digit or capital letter with a digit, capital letter or one of `` .()-`` before it,
+and the tag of every string field the walk reads is none of these, nor is a varint byte before the last (above
+0x7F). So a match running into them runs into the value. It follows that a detector can only confirm
+something in a value that a hit of its own pass touches.
 
 The same alternatives form RE2 Sets, one per pass, that the per-value scan uses to learn which of them occur in
 a value (scan.py).
@@ -52,13 +56,19 @@ _ASSERTION_ESCAPES = frozenset("bBAz")
 
 # RE2 builds its DFAs lazily, and a DFA over many patterns at once multiplies their states: over fresh data
 # (new digits, new addresses in every batch) it keeps meeting states it has never built. Measured on 530 KB
-# requests: one union of every pattern, 7-15 ms per fresh request (2.3 ms once the same bytes were seen); a
-# single pattern, about 0.7 ms; three passes of patterns that combine well, about 3.3 ms. The per-value RE2
-# Sets ("many match" mode, every pattern tracked at once) suffer the same: one Set of everything, 7-9 us per
-# fresh value; the same three groups, about 3 us. Groups: cards with IBANs, the other digit shapes, everything
-# else (words, credentials, user rules, key literals, encodings).
-BULK_PASSES: dict[str, int] = {"credit_card": 0, "iban": 0, "us_ssn": 1, "ipv4": 1, "phone": 1}
-OTHER_PASS = 2
+# requests: one union of every pattern, 7-15 ms per fresh request (2.3 ms once the same bytes were seen; 4.2 ms
+# fresh with the card pattern of detectors.py, which follows one candidate per run of digits); a single
+# pattern, about 0.7 ms. Two passes, every digit shape in one and everything else (words, credentials, user
+# rules, key literals, encodings) in the other, settle at about 2.5 ms, against 3.05 ms for the three passes
+# used before (cards with IBANs, the other digit shapes, the rest; same data and hour). The per-value RE2 Sets
+# ("many match" mode, every pattern tracked at once) follow the same groups: one Set of everything cost 7-9 us
+# per fresh value, a Set per group about 3 us.
+BULK_PASSES: dict[str, int] = {"credit_card": 0, "iban": 0, "us_ssn": 0, "ipv4": 0, "phone": 0}
+OTHER_PASS = 1
+# The digit pass and its Set read bytes, not UTF-8 (RE2's Latin-1 mode): its patterns are ASCII and match the
+# same either way, except that the card pattern's "not a digit" must also match the bytes 0x80-0xFF of a varint
+# length right before a value (and of a decoded query parameter), which no UTF-8 class matches.
+BYTEWISE_PASSES = frozenset({0})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +88,8 @@ class AlternativeSets:
         self._sets: list[tuple[PatternSet, tuple[int, ...]]] = []
         for group in sorted({a.bulk_pass for a in alternatives}):
             members = tuple(i for i, a in enumerate(alternatives) if a.bulk_pass == group)
-            self._sets.append((PatternSet([alternatives[i].source for i in members]), members))
+            sources = [alternatives[i].source for i in members]
+            self._sets.append((PatternSet(sources, latin1=group in BYTEWISE_PASSES), members))
 
     def match(self, text: bytes) -> list[int]:
         found: list[int] = []
@@ -116,7 +127,7 @@ class Bulk:
         for number in sorted({a.bulk_pass for a in alternatives}):
             union = b"|".join(b"(?:" + a.source + b")" for a in alternatives if a.bulk_pass == number)
             self.passes[number] = len(self.patterns)
-            self.patterns.append(Pattern(union, never_capture=True))
+            self.patterns.append(Pattern(union, never_capture=True, latin1=number in BYTEWISE_PASSES))
         # Kept for callers that want one pattern (benchmarks, the strategy comparison): the union of everything.
         union = b"|".join(b"(?:" + a.source + b")" for a in alternatives)
         self.pattern = Pattern(union, never_capture=True) if alternatives else None

@@ -30,12 +30,14 @@ def _reason(exc: Exception) -> str:
     return str(detail) or "invalid regular expression"
 
 
-def _options(case_insensitive: bool = False, never_capture: bool = False) -> Any:
+def _options(case_insensitive: bool = False, never_capture: bool = False, latin1: bool = False) -> Any:
     options = re2.Options()
     options.max_mem = MAX_MEM
     options.case_sensitive = not case_insensitive
     options.never_capture = never_capture
     options.log_errors = False
+    if latin1:
+        options.encoding = re2.Options.Encoding.LATIN1
     return options
 
 
@@ -47,10 +49,14 @@ class Pattern:
 
     __slots__ = ("_match", "_regexp", "groups", "source")
 
-    def __init__(self, source: bytes, *, case_insensitive: bool = False, never_capture: bool = False) -> None:
+    def __init__(
+        self, source: bytes, *, case_insensitive: bool = False, never_capture: bool = False, latin1: bool = False
+    ) -> None:
+        """``latin1``: every byte is one character (by default the text is UTF-8, and a class such as ``[^0-9]``
+        matches no byte of an invalid sequence: a serialized batch's varint bytes 0x80-0xFF, for one)."""
         self.source = source
         try:
-            self._regexp = re2.compile(source, _options(case_insensitive, never_capture))
+            self._regexp = re2.compile(source, _options(case_insensitive, never_capture, latin1))
         except re2.error as exc:
             raise RegexError(_reason(exc)) from None
         self.groups: int = self._regexp.groups
@@ -136,8 +142,8 @@ class PatternSet:
 
     __slots__ = ("_match", "_set", "size")
 
-    def __init__(self, sources: Sequence[bytes]) -> None:
-        self._set = re2.Set.SearchSet(_options())
+    def __init__(self, sources: Sequence[bytes], *, latin1: bool = False) -> None:
+        self._set = re2.Set.SearchSet(_options(latin1=latin1))
         for source in sources:
             try:
                 self._set.Add(source)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from processors.pii.bulk import BYTEWISE_PASSES, SHAPE
 from processors.pii.corpus import DETECTORS_COVERED, NEAR_MISSES, POSITIVES, NearMiss, Sample
-from processors.pii.detectors import DETECTOR_NAMES, SHAPES
+from processors.pii.detectors import AFTER_NON_DIGIT, DETECTOR_NAMES, SHAPES
 from processors.pii.regex import Pattern
 from tests.processors.pii.helpers import engine, mask
 
@@ -135,3 +136,16 @@ def test_any_subset_of_detectors_works_through_the_bulk_passes(detectors: list[s
     process(eng, Signal.TRACES, req)
     for sample in samples:
         assert not any(sample.secret in s for s in strings(req))
+
+
+def test_shapes_taking_the_byte_before_them_along_run_bytewise_and_nothing_else_does() -> None:
+    # "[^0-9]" must match the varint bytes above 0x7F before a value (detectors.AFTER_NON_DIGIT), which only
+    # RE2's Latin-1 mode does; user rules, key literals and encodings keep UTF-8 semantics (case folding, ".").
+    eng = engine(rules=[{"name": "ticket", "pattern": "(?i)tck-[0-9]+"}])
+    taking = [a for a in eng.scanner.bulk.alternatives if a.source.startswith(AFTER_NON_DIGIT)]
+    assert len(taking) == 3  # cards, North American and trunk phone numbers
+    assert all(a.bulk_pass in BYTEWISE_PASSES for a in taking)
+    for a in eng.scanner.bulk.alternatives:
+        if a.bulk_pass in BYTEWISE_PASSES:
+            assert a.kind == SHAPE, a
+            assert a.source.isascii(), a

@@ -4,13 +4,14 @@ names, log bodies (string and nested) and attributes, metric data point and exem
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pipeline.model import Signal
-from tests.processors.pii.helpers import engine, process, strings
+from tests.processors.pii.helpers import engine, mask, process, strings
 
 SECRET = "john.doe@example.com"
 MASKED = "[REDACTED:email]"
@@ -189,3 +190,51 @@ def test_nothing_configured_is_a_pass_through() -> None:
     outcome = process(eng, Signal.TRACES, req)
     assert not outcome.changed
     assert req.SerializeToString() == before
+
+
+# Secrets whose bulk patterns take the byte or two before them along (detectors.AFTER_NON_DIGIT): (detector,
+# text, a part of the secret that must not survive). A card may also start at a later group of a digit run.
+STARTS = [
+    ("credit_card", "4111 1111 1111 1111", "4111"),
+    ("credit_card", "1111 4111 1111 1111 1111", "4111"),
+    ("phone", "(415) 555-2671", "2671"),
+    ("phone", "415-555-2671", "2671"),
+    ("phone", "020 7946 0958", "7946"),
+]
+# Value lengths whose varint ends in a digit byte ("0"-"9": 48-57; a two-byte length whose second byte is one:
+# 6144-7423), with neighbours.
+LENGTHS = [20, 47, *range(48, 58), 58, 127, 128, 6143, 6144, 6150, 7423, 7424]
+
+
+@pytest.mark.parametrize(("detector", "text", "secret"), STARTS)
+def test_a_secret_at_the_start_of_a_value_is_masked_whatever_the_length_byte_before_it(
+    detector: str, text: str, secret: str
+) -> None:
+    eng = engine(detectors=[detector], blocked_keys=[])
+    for length in LENGTHS:
+        value = (text + " " + "x" * length)[:length] if length > len(text) + 1 else text
+        req = ExportTraceServiceRequest()
+        span = req.resource_spans.add().scope_spans.add().spans.add()
+        span.name = value
+        span.attributes.append(_kv("note", value))
+        span.events.add().name = value
+        span.status.message = value
+        process(eng, Signal.TRACES, req)
+        found = list(strings(req))
+        assert len(found) == 5, (length, found)
+        assert not any(secret in s for s in found), (length, found)
+        logs = ExportLogsServiceRequest()
+        logs.resource_logs.add().scope_logs.add().log_records.add().body.string_value = value
+        process(eng, Signal.LOGS, logs)
+        body = logs.resource_logs[0].scope_logs[0].log_records[0].body.string_value
+        assert secret not in body, (length, body)
+        assert f"[REDACTED:{detector}]" in body, (length, body)
+
+
+def test_a_card_after_an_invalid_utf8_byte_in_a_decoded_query_parameter_is_masked() -> None:
+    # Decoded, the parameter is b"\x804111 1111 1111 1111": the digit Set reads bytes (bulk.BYTEWISE_PASSES).
+    url = "https://shop.example/p?n=%804111%201111%201111%201111&m=1"
+    assert (
+        mask(url, detectors=["credit_card"], blocked_keys=[])
+        == "https://shop.example/p?n=%80[REDACTED:credit_card]&m=1"
+    )
