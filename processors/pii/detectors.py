@@ -28,9 +28,11 @@ class Shape:
     detector: str
     pattern: bytes
     confirm: Confirm
-    # A narrower pattern for the bulk pass and the per-value Sets (bulk.py), when one still matches, around
-    # every span ``confirm`` accepts, a span that overlaps the value holding it, both in a serialized batch and
-    # in the value scanned alone (see _CARD_LOOSE). Default: ``pattern``.
+    # The pattern of the bulk pass and the per-value Sets (bulk.py), when not ``pattern``. For every span
+    # ``confirm`` accepts it must match a span overlapping the value holding it, both in a serialized batch and
+    # in the value scanned alone: a part of every match that RE2's DFA follows more cheaply (an address from its
+    # "@", so that not every word is a candidate), a narrower pattern (cards need an issuer digit), or the
+    # match with the byte before it (AFTER_NON_DIGIT).
     loose: bytes | None = None
 
     @property
@@ -56,6 +58,7 @@ def _alnum_at(text: bytes, i: int) -> bool:
 # Likely file names that look like addresses ("logo@2x.png"): no such top-level domains exist.
 _FILE_SUFFIXES = frozenset(b"png jpg jpeg gif svg webp ico bmp css js mjs map json txt log html htm".split())
 _EMAIL = rb"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+_EMAIL_LOOSE = rb"(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 
 
 def _email(text: bytes, m: Sequence[Span]) -> list[Span]:
@@ -254,6 +257,7 @@ def _phone_trunk(text: bytes, m: Sequence[Span]) -> list[Span]:
 # --- jwt -------------------------------------------------------------------------------------------------------
 
 _JWT = rb"eyJ[A-Za-z0-9_-]{8,}\.ey[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+_JWT_LOOSE = rb"eyJ[A-Za-z0-9_-]{8,}\.ey"
 
 
 def _jwt(text: bytes, m: Sequence[Span]) -> list[Span]:
@@ -283,13 +287,18 @@ _PROVIDER_KEY = (
 _PRIVATE_KEY = (
     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[A-Za-z0-9+/=\s\\]*(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----)?"
 )
+# Words naming a secret. The bulk pass looks for them alone: every assignment below starts with one.
+_SECRET_WORDS = (
+    rb"(?i:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|authorization"
+    rb"|credential)"
+)
 # "password=hunter2", "api_key: abc", '"secret": "x y"', JSON inside a string ('\"token\":\"abc\"').
 _ASSIGNMENT = (
-    rb"(?i:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|authorization"
-    rb"|credential)[A-Za-z0-9_.-]*(?:\\?[\"'])?[ \t]*[:=][ \t]*"
+    _SECRET_WORDS + rb"[A-Za-z0-9_.-]*(?:\\?[\"'])?[ \t]*[:=][ \t]*"
     rb"(?:\\?\"([^\"\\]*)|'([^'\\]*)|([^\s\"'&,;<>()\[\]{}\\]+))"
 )
 _URL_USERINFO = rb"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@"
+_URL_USERINFO_LOOSE = rb"://[^/\s:@]+:[^/\s@]+@"
 
 
 def _first_group(m: Sequence[Span]) -> list[Span]:
@@ -371,7 +380,7 @@ DetectorName = Literal["email", "credit_card", "us_ssn", "ipv4", "ipv6", "phone"
 DETECTOR_NAMES: tuple[DetectorName, ...] = get_args(DetectorName)
 
 SHAPES: tuple[Shape, ...] = (
-    Shape("email", _EMAIL, _email),
+    Shape("email", _EMAIL, _email, _EMAIL_LOOSE),
     Shape("credit_card", _CARD, _card, _CARD_LOOSE),
     Shape("us_ssn", _SSN, _ssn),
     Shape("ipv4", _IPV4, _ipv4, _IPV4_LOOSE),
@@ -379,14 +388,14 @@ SHAPES: tuple[Shape, ...] = (
     Shape("phone", _PHONE_E164, _phone_e164),
     Shape("phone", _PHONE_NANP, _phone_nanp, _PHONE_NANP_LOOSE),
     Shape("phone", _PHONE_TRUNK, _phone_trunk, _PHONE_TRUNK_LOOSE),
-    Shape("jwt", _JWT, _jwt),
+    Shape("jwt", _JWT, _jwt, _JWT_LOOSE),
     Shape("credentials", _BEARER, _bearer),
     Shape("credentials", _BASIC, _basic),
     Shape("credentials", _AWS_KEY_ID, _isolated_token),
     Shape("credentials", _PROVIDER_KEY, _isolated_token),
     Shape("credentials", _PRIVATE_KEY, _whole),
-    Shape("credentials", _ASSIGNMENT, _assignment),
-    Shape("credentials", _URL_USERINFO, _group),
+    Shape("credentials", _ASSIGNMENT, _assignment, _SECRET_WORDS),
+    Shape("credentials", _URL_USERINFO, _group, _URL_USERINFO_LOOSE),
     Shape("iban", _IBAN, _iban),
 )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from processors.pii.bulk import BYTEWISE_PASSES, SHAPE
+from processors.pii.bulk import BULK_PASSES, BYTEWISE_PASSES, OTHER_PASS, SHAPE
 from processors.pii.corpus import DETECTORS_COVERED, NEAR_MISSES, POSITIVES, NearMiss, Sample
-from processors.pii.detectors import AFTER_NON_DIGIT, DETECTOR_NAMES, SHAPES
+from processors.pii.detectors import AFTER_NON_DIGIT, DETECTOR_NAMES, SHAPES, Shape
 from processors.pii.regex import Pattern
 from tests.processors.pii.helpers import engine, mask
 
@@ -149,3 +149,17 @@ def test_shapes_taking_the_byte_before_them_along_run_bytewise_and_nothing_else_
         if a.bulk_pass in BYTEWISE_PASSES:
             assert a.kind == SHAPE, a
             assert a.source.isascii(), a
+
+
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s.loose is not None], ids=lambda s: s.loose.decode()[:40])
+def test_a_shapes_bulk_pattern_finds_every_value_its_strict_pattern_confirms_something_in(shape: Shape) -> None:
+    strict = Pattern(shape.pattern)
+    bulk = Pattern(shape.bulk_pattern, latin1=BULK_PASSES.get(shape.detector, OTHER_PASS) in BYTEWISE_PASSES)
+    confirmed = 0
+    for sample in POSITIVES:
+        for text in (sample.text, f"x {sample.text}.", f"({sample.text})"):
+            value = text.encode()
+            if any(shape.confirm(value, spans) for spans in strict.matches(value)):
+                confirmed += 1
+                assert bulk.search(value), (shape.detector, text)
+    assert confirmed  # the corpus holds positives of this shape
