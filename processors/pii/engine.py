@@ -196,9 +196,14 @@ class Engine:
             return (field_start, end, b"", frame)
         assert isinstance(masked, bytes)
         if kind == wire.KVS:
-            if plain:  # the key's bytes, with their tag and length, stay as they were
-                value = b"\x0a" + encode_varint(len(masked)) + masked
-                content = b"".join((raw[start:ke], b"\x12", encode_varint(len(value)), value))
+            if plain:  # the key's bytes, with their tag and length, stay as they were: one join, no copies between
+                text_length = encode_varint(len(masked))
+                value_length = 1 + len(text_length) + len(masked)
+                value_prefix = encode_varint(value_length)
+                content_length = ke - start + 1 + len(value_prefix) + value_length
+                parts = (b"\x12", value_prefix, b"\x0a", text_length, masked)
+                field = b"".join((_tag(raw, field_start), encode_varint(content_length), raw[start:ke], *parts))
+                return (field_start, end, field, frame)
             else:
                 kv = KeyValue.FromString(raw[start:end])
                 kv.value.string_value = masked.decode("utf-8")
@@ -320,7 +325,12 @@ class Engine:
 
 def _field(raw: bytes, field_start: int, content: bytes) -> bytes:
     """A length-delimited field: the tag it had at ``field_start``, then ``content`` with its length."""
-    return raw[field_start : decode_varint(raw, field_start)[1]] + encode_varint(len(content)) + content
+    return b"".join((_tag(raw, field_start), encode_varint(len(content)), content))
+
+
+def _tag(raw: bytes, field_start: int) -> bytes:
+    """The tag bytes of the field at ``field_start``."""
+    return raw[field_start : decode_varint(raw, field_start)[1]]
 
 
 def _touched(start: int, end: int, starts: list[int], ends: list[int], first: int, last: int) -> bool:
