@@ -26,15 +26,16 @@ from processors.pii.bulk import passes_touching
 from processors.pii.config import BLOCKED_KEY, NOT_ALLOWED, PiiConfig
 from processors.pii.detectors import shapes_for
 from processors.pii.regex import Pattern
-from processors.pii.scan import DROP, Counted, Counts, Masked, UserRule, ValueScanner
+from processors.pii.scan import DROP, Counted, Counts, Doorkeeper, Masked, UserRule, ValueScanner
 from processors.pii.splice import Edit, splice
 
 # A value waiting for its scan: (target kind, frame, field start, content start, content end, end of the key for
 # a plain attribute (else -1), plain layout, the attribute's whole field bytes when they are to be remembered,
 # else b"").
 _Sink = tuple[int, int, int, int, int, int, bool, bytes]
-# Remembered attribute fields (bytes of the whole field -> new field bytes or None, matches counted): fields up to
-# this size, this many entries (then it starts over; about 4 MB at most).
+# Remembered attribute fields (bytes of the whole field -> new field bytes or None, matches counted) from their
+# second sighting (scan.Doorkeeper): fields up to this size, this many entries (then it starts over; about 4 MB
+# at most).
 _FIELD_CACHE_LIMIT = 512
 _FIELD_CACHE_ENTRIES = 4096
 
@@ -73,6 +74,7 @@ class Engine:
         self.scanner = ValueScanner(shapes, user_rules, self.keys, self.blocked_rule, self.masker)
         self.every_key = self.keys.needs_every_key()
         self._fields: dict[bytes, tuple[bytes | None, Counted]] = {}
+        self._admit = Doorkeeper()
         # The union of every bulk alternative in one pattern (benchmarks compare it; processing uses the passes).
         self.bulk = self.scanner.bulk.pattern
 
@@ -183,7 +185,7 @@ class Engine:
         if edit is not None:
             edits.append(edit)
         whole = sink[-1]
-        if whole:
+        if whole and self._admit.again(whole):
             fields = self._fields
             if len(fields) >= _FIELD_CACHE_ENTRIES:
                 fields.clear()

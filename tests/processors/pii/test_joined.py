@@ -15,6 +15,7 @@ from processors.pii.corpus import NEAR_MISSES, POSITIVES
 from processors.pii.engine import Engine
 from processors.pii.joined import SEPARATOR, position_free, scan_joined
 from processors.pii.regex import Pattern
+from processors.pii.scan import Doorkeeper
 from tests.processors.pii.helpers import engine
 
 FILLER = ["order", "done", "GET /api/v1/items?id=42", "retry 3", "v1.13.2 build 1700494603678", "x", "", "a-b"]
@@ -106,20 +107,34 @@ def test_anchored_user_rule_only_matches_a_whole_value() -> None:
     assert not position_free(r"x\z")
 
 
-def test_mask_many_agrees_with_mask_and_fills_the_cache() -> None:
+def test_mask_many_agrees_with_mask_and_fills_the_cache_from_a_values_second_sighting() -> None:
     eng = engine()
     values = [b"mail ann@example.com now", b"clean text", b"card 4111 1111 1111 1111"]
-    counts: dict[tuple[str, str], int] = {}
-    results = eng.scanner.mask_many(values, [0b111] * 3, [True] * 3, counts)
-    assert results == [
+    expected = [
         (b"mail [REDACTED:email] now", ((("email", "redact"), 1),)),
         (None, ()),
         (b"card [REDACTED:credit_card]", ((("credit_card", "redact"), 1),)),
     ]
-    assert counts == {("email", "redact"): 1, ("credit_card", "redact"): 1}
+    for sighting in range(2):
+        counts: dict[tuple[str, str], int] = {}
+        assert eng.scanner.mask_many(values, [0b11] * 3, [True] * 3, counts) == expected
+        assert counts == {("email", "redact"): 1, ("credit_card", "redact"): 1}
+        if sighting == 0:
+            assert eng.scanner.cached(values[0], True, {}) is None  # seen once: not remembered yet
     again: dict[tuple[str, str], int] = {}
-    assert eng.scanner.cached(values[0], True, again) == results[0]
+    assert eng.scanner.cached(values[0], True, again) == expected[0]
     assert again == {("email", "redact"): 1}
+
+
+def test_the_doorkeeper_says_yes_from_a_keys_second_sighting_and_forgets_after_its_window() -> None:
+    door = Doorkeeper(bits_log2=16, window=64)
+    keys = [f"value {i}".encode() for i in range(40)]
+    first = [door.again(k) for k in keys]
+    assert sum(first) <= 2  # a few may share a bit with an earlier key: let in early, never wrongly kept out
+    assert all(door.again(k) for k in keys)
+    for i in range(64):  # new keys fill the window: the bits start over
+        door.again(f"other {i}".encode())
+    assert sum(door.again(k) for k in keys) <= 2
 
 
 def test_a_repeated_attribute_is_replaced_from_the_field_cache_and_counted_again() -> None:
