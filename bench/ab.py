@@ -1,0 +1,92 @@
+"""Two builds of the PII masking engine, timed alternately on the same fresh requests.
+
+    python -m bench.ab ROOT_A ROOT_B [--rounds 8] [--requests 200] [--warmup 40]
+
+Each ROOT is an import root holding ``pipeline/`` and ``processors/``: a source tree, or a directory made by
+``pip install --no-deps --target DIR .`` (the compiled build). The 1000-span trace requests (unique PII in 10% of
+the values) are generated once and written to a temporary file. Each round runs A, then B, each in a fresh
+process started from a neutral directory (the parent checks that the engine was imported from ROOT), which
+warms one engine on ``--warmup`` requests and times the masking of the next ``--requests`` (CPU time, one
+core). It prints each pair and the median ratio B/A.
+
+Why: this machine's speed drifts by up to 30% within an hour and consecutive runs differ by up to 13%, more
+than most changes measured; figures from different runs compare only as ratios of runs taken side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Run with ``python -c`` so that only the engine comes from ROOT, whatever version of this module ROOT holds.
+_CHILD = """
+import pickle, sys, time
+import msgspec
+import processors.pii.engine
+from pipeline.model import Signal
+from processors.pii.config import PiiConfig
+from processors.pii.engine import Engine
+
+raws = pickle.loads(open(sys.argv[1], "rb").read())
+warmup = int(sys.argv[2])
+engine = Engine(msgspec.convert({}, PiiConfig))
+for raw in raws[:warmup]:
+    engine.process(Signal.TRACES, raw)
+start = time.process_time()
+for raw in raws[warmup:]:
+    engine.process(Signal.TRACES, raw)
+print(processors.pii.engine.__file__)
+print((time.process_time() - start) / len(raws[warmup:]) * 1e3)
+"""
+
+
+def _run(root: Path, data: Path, warmup: int) -> float:
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(data), str(warmup)],
+        env=env,
+        cwd=tempfile.gettempdir(),  # not a source tree: only ROOT may provide the modules
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    engine_file, ms = out.stdout.strip().splitlines()[-2:]
+    if not Path(engine_file).resolve().is_relative_to(root):
+        raise SystemExit(f"{root}: the engine came from {engine_file}, not from this root")
+    return float(ms)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("roots", nargs="*", type=Path)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=40)
+    args = ap.parse_args(argv)
+    if len(args.roots) != 2:
+        ap.error("give two import roots: A and B")
+    root_a, root_b = (r.resolve() for r in args.roots)
+    from bench.pii_data import trace_requests
+
+    raws, _ = trace_requests(args.warmup + args.requests, seed=99)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "requests.pickle"
+        data.write_bytes(pickle.dumps(raws))
+        ratios = []
+        for n in range(args.rounds):
+            a = _run(root_a, data, args.warmup)
+            b = _run(root_b, data, args.warmup)
+            ratios.append(b / a)
+            print(f"round {n + 1}: A {a:.3f} ms  B {b:.3f} ms per request  B/A {b / a:.3f}", flush=True)
+    print(f"median B/A {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

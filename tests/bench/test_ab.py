@@ -1,0 +1,24 @@
+"""bench.ab: two import roots timed alternately; the engine must come from the root named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import ab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_two_roots_are_timed_and_compared(capsys: pytest.CaptureFixture[str]) -> None:
+    assert ab.main([str(ROOT), str(ROOT), "--rounds", "2", "--requests", "2", "--warmup", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["round 1", "round 2"]
+    assert lines[-1].startswith("median B/A ")
+    assert float(lines[-1].split()[2]) > 0
+
+
+def test_a_root_that_does_not_provide_the_engine_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not from this root"):
+        ab.main([str(ROOT), str(tmp_path), "--rounds", "1", "--requests", "1", "--warmup", "0"])
