@@ -2,7 +2,7 @@
 
 Together they must find at least one hit overlapping every value that the strict per-value scan would change,
 and they may find more (those values are scanned and left alone). Each pass is the union of some of these
-alternatives (BULK_PASSES says which):
+alternatives (DIGIT_DETECTORS says which):
 - every shape's bulk pattern (detectors.py: no word boundaries; for cards and IPv4 a narrower pattern that
   still matches every span their ``confirm`` accepts, the card's with the byte or two before it);
 - every user rule with its zero-width assertions removed (``^``, ``$``, ``\\b``, ``\\A``, ``\\z``...): inside a
@@ -61,15 +61,14 @@ _ASSERTION_ESCAPES = frozenset("bBAz")
 # pattern, about 0.7 ms. Two passes, every digit shape in one and everything else (words, credentials, user
 # rules, key literals, encodings) in the other, settle at about 1.9-2.1 ms over 1,200 fresh requests, against
 # ~2.8 ms for the three passes used before (cards with IBANs, the other digit shapes, the rest; same data,
-# alternating). The per-value RE2 Sets
-# ("many match" mode, every pattern tracked at once) follow the same groups: one Set of everything cost 7-9 us
-# per fresh value, a Set per group about 3 us.
-BULK_PASSES: dict[str, int] = {"credit_card": 0, "iban": 0, "us_ssn": 0, "ipv4": 0, "phone": 0}
-OTHER_PASS = 1
+# alternating). The per-value RE2 Sets ("many match" mode, every pattern tracked at once) follow the same groups:
+# one Set of everything cost 7-9 us per fresh value, a Set per group about 3 us.
+DIGIT_DETECTORS = frozenset({"credit_card", "iban", "us_ssn", "ipv4", "phone"})
 # The digit pass and its Set read bytes, not UTF-8 (RE2's Latin-1 mode): its patterns are ASCII and match the
 # same either way, except that the card pattern's "not a digit" must also match the bytes 0x80-0xFF of a varint
 # length right before a value (and of a decoded query parameter), which no UTF-8 class matches.
-BYTEWISE_PASSES = frozenset({0})
+DIGIT_PASS = 0
+OTHER_PASS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +76,7 @@ class Alternative:
     kind: int
     index: int
     source: bytes
-    # Which bulk pass finds it, and which RE2 Set it joins (see BULK_PASSES).
+    # Which bulk pass finds it, and which RE2 Set it joins (see DIGIT_DETECTORS).
     bulk_pass: int = OTHER_PASS
 
 
@@ -90,7 +89,7 @@ class AlternativeSets:
         for group in sorted({a.bulk_pass for a in alternatives}):
             members = tuple(i for i, a in enumerate(alternatives) if a.bulk_pass == group)
             sources = [alternatives[i].source for i in members]
-            self._sets.append((PatternSet(sources, latin1=group in BYTEWISE_PASSES), members))
+            self._sets.append((PatternSet(sources, latin1=group == DIGIT_PASS), members))
 
     def match(self, text: bytes) -> list[int]:
         found: list[int] = []
@@ -110,7 +109,8 @@ class Bulk:
         key_literals: Sequence[bytes],
     ) -> None:
         alternatives = [
-            Alternative(SHAPE, i, p, BULK_PASSES.get(d, OTHER_PASS)) for i, (d, p) in enumerate(shape_patterns)
+            Alternative(SHAPE, i, p, DIGIT_PASS if d in DIGIT_DETECTORS else OTHER_PASS)
+            for i, (d, p) in enumerate(shape_patterns)
         ]
         alternatives += [Alternative(USER, i, loosen(p).encode()) for i, p in enumerate(user_patterns)]
         if key_literals:
@@ -128,7 +128,7 @@ class Bulk:
         for number in sorted({a.bulk_pass for a in alternatives}):
             union = b"|".join(b"(?:" + a.source + b")" for a in alternatives if a.bulk_pass == number)
             self.passes[number] = len(self.patterns)
-            self.patterns.append(Pattern(union, never_capture=True, latin1=number in BYTEWISE_PASSES))
+            self.patterns.append(Pattern(union, never_capture=True, latin1=number == DIGIT_PASS))
         # Kept for callers that want one pattern (benchmarks, the strategy comparison): the union of everything.
         union = b"|".join(b"(?:" + a.source + b")" for a in alternatives)
         self.pattern = Pattern(union, never_capture=True) if alternatives else None

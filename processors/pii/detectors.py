@@ -92,7 +92,7 @@ _CARD = rb"[0-9](?:[ -]?[0-9]){12,}"
 # phones; see bulk.py). Inside a value, the byte before such a candidate is not a digit. Before a value come its
 # field's tag and varint length, and of those only the length's last byte can be a digit (a length of 48-57 is
 # "0"-"9"): the optional byte. "^" is the start of a value scanned alone (the per-value Sets). The pass holding
-# these reads bytes (bulk.BYTEWISE_PASSES): in UTF-8, "[^0-9]" matches no varint byte above 0x7F.
+# these reads bytes (bulk.DIGIT_PASS): in UTF-8, "[^0-9]" matches no varint byte above 0x7F.
 AFTER_NON_DIGIT = rb"(?:^|[^0-9])[\x00-\xff]?"
 # Every issuer prefix starts with 2-6 (validators.card_network), so 13-digit epoch milliseconds need not be
 # looked at.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.pii.bulk import BULK_PASSES, BYTEWISE_PASSES, OTHER_PASS, SHAPE
+from processors.pii.bulk import DIGIT_DETECTORS, DIGIT_PASS, SHAPE
 from processors.pii.corpus import DETECTORS_COVERED, NEAR_MISSES, POSITIVES, NearMiss, Sample
 from processors.pii.detectors import AFTER_NON_DIGIT, DETECTOR_NAMES, SHAPES, Shape
 from processors.pii.regex import Pattern
@@ -144,9 +144,9 @@ def test_shapes_taking_the_byte_before_them_along_run_bytewise_and_nothing_else_
     eng = engine(rules=[{"name": "ticket", "pattern": "(?i)tck-[0-9]+"}])
     taking = [a for a in eng.scanner.bulk.alternatives if a.source.startswith(AFTER_NON_DIGIT)]
     assert len(taking) == 3  # cards, North American and trunk phone numbers
-    assert all(a.bulk_pass in BYTEWISE_PASSES for a in taking)
+    assert all(a.bulk_pass == DIGIT_PASS for a in taking)
     for a in eng.scanner.bulk.alternatives:
-        if a.bulk_pass in BYTEWISE_PASSES:
+        if a.bulk_pass == DIGIT_PASS:
             assert a.kind == SHAPE, a
             assert a.source.isascii(), a
 
@@ -154,7 +154,7 @@ def test_shapes_taking_the_byte_before_them_along_run_bytewise_and_nothing_else_
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s.loose is not None], ids=lambda s: s.loose.decode()[:40])
 def test_a_shapes_bulk_pattern_finds_every_value_its_strict_pattern_confirms_something_in(shape: Shape) -> None:
     strict = Pattern(shape.pattern)
-    bulk = Pattern(shape.bulk_pattern, latin1=BULK_PASSES.get(shape.detector, OTHER_PASS) in BYTEWISE_PASSES)
+    bulk = Pattern(shape.bulk_pattern, latin1=shape.detector in DIGIT_DETECTORS)
     confirmed = 0
     for sample in POSITIVES:
         for text in (sample.text, f"x {sample.text}.", f"({sample.text})"):

@@ -232,7 +232,7 @@ def test_a_secret_at_the_start_of_a_value_is_masked_whatever_the_length_byte_bef
 
 
 def test_a_card_after_an_invalid_utf8_byte_in_a_decoded_query_parameter_is_masked() -> None:
-    # Decoded, the parameter is b"\x804111 1111 1111 1111": the digit Set reads bytes (bulk.BYTEWISE_PASSES).
+    # Decoded, the parameter is b"\x804111 1111 1111 1111": the digit Set reads bytes (bulk.DIGIT_PASS).
     url = "https://shop.example/p?n=%804111%201111%201111%201111&m=1"
     assert (
         mask(url, detectors=["credit_card"], blocked_keys=[])
