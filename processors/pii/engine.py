@@ -203,8 +203,18 @@ class Engine:
                 value_length = 1 + len(text_length) + len(masked)
                 value_prefix = encode_varint(value_length)
                 content_length = ke - start + 1 + len(value_prefix) + value_length
-                parts = (b"\x12", value_prefix, b"\x0a", text_length, masked)
-                field = b"".join((_tag(raw, field_start), encode_varint(content_length), raw[start:ke], *parts))
+                field = b"".join(
+                    (
+                        _tag(raw, field_start),
+                        encode_varint(content_length),
+                        raw[start:ke],
+                        b"\x12",
+                        value_prefix,
+                        b"\x0a",
+                        text_length,
+                        masked,
+                    )
+                )
                 return (field_start, end, field, frame)
             else:
                 kv = KeyValue.FromString(raw[start:end])
