@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +48,7 @@ from processors.pii.engine import Engine
 from processors.pii.regex import Pattern
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 # --- the realistic mix ----------------------------------------------------------------------------------------
 
@@ -78,27 +79,6 @@ SETTLE_REQUESTS = 96
 SETTLED = "chosen, settled: the same, after {n} other fresh requests (a running daemon)"
 
 
-def _settled_row(signal: Signal, warm: list[bytes], chunks: list[list[bytes]]) -> dict[str, Any]:
-    engine = _own(_engine)
-    for raw in warm:
-        engine.process(signal, raw)
-    best = float("inf")
-    for raws in chunks:
-        t = time.process_time()
-        for raw in raws:
-            engine.process(signal, raw)
-        best = min(best, time.process_time() - t)
-    nbytes = sum(map(len, chunks[0]))
-    return {
-        "signal": signal.value,
-        "approach": SETTLED.format(n=len(warm)),
-        "ms_per_request": round(best / len(chunks[0]) * 1e3, 2),
-        "mb_per_cpu_s": round(nbytes / best / 1e6, 1),
-        "text_mb_per_cpu_s": 0.0,
-        "items_per_cpu_s": int(len(chunks[0]) * 1000 / best),
-    }
-
-
 def scan(n_requests: int, repeat: int, settle: int = SETTLE_REQUESTS) -> dict[str, Any]:
     """Every approach over the same data; detection only for the baselines, full masking for the engine. Each
     timed run sees requests it has not seen before: RE2 builds its DFAs lazily, and data seen once is cheaper
@@ -107,13 +87,7 @@ def scan(n_requests: int, repeat: int, settle: int = SETTLE_REQUESTS) -> dict[st
     rows: list[dict[str, Any]] = []
     for signal, make in ((Signal.TRACES, trace_requests), (Signal.LOGS, log_requests)):
         chunks = [make(n_requests, seed=100 + k) for k in range(repeat + 1)]
-        rows += _scan_signal(signal, chunks, repeat)
-        settled = _settled_row(signal, make(settle, seed=99)[0], [raws for raws, _ in chunks[1:]])
-        data = rows[-1]  # the string share of the request bytes, as measured on the first chunk
-        settled["text_mb_per_cpu_s"] = round(
-            settled["mb_per_cpu_s"] * data["text_bytes_avg"] / data["request_bytes_avg"], 1
-        )
-        rows.insert(-1, settled)
+        rows += _scan_signal(signal, chunks, make(settle, seed=99)[0])
         print(json.dumps(rows[-9:]), flush=True)
     rows += _density(n_requests, repeat)
     strategies = strict_strategies(n_requests, repeat)
@@ -132,7 +106,9 @@ class _Chunk:
         self.batches = [Batch.parse(signal, r) for r in raws]
 
 
-def _scan_signal(signal: Signal, data: list[tuple[list[bytes], dict[str, int]]], repeat: int) -> list[dict[str, Any]]:
+def _scan_signal(
+    signal: Signal, data: list[tuple[list[bytes], dict[str, int]]], settle: list[bytes]
+) -> list[dict[str, Any]]:
     py_re = re.compile(_combined_source())
     per_value, joined = (_own(lambda: Pattern(_combined_source().encode(), never_capture=True)) for _ in range(2))
     chunks = [_Chunk(signal, raws) for raws, _ in data]
@@ -180,17 +156,16 @@ def _scan_signal(signal: Signal, data: list[tuple[list[bytes], dict[str, int]]],
         ("per-batch attribute-key walk (key rules without literals)", key_walk),
         ("chosen: bulk passes + locate + joined strict scan + splice into new bytes (full)", engine_full),
     ):
-        seconds = _timed_fresh(fn, chunks)
-        rows.append(
-            {
-                "signal": signal.value,
-                "approach": name,
-                "ms_per_request": round(seconds / len(chunks[0].raws) * 1e3, 2),
-                "mb_per_cpu_s": round(nbytes / seconds / 1e6, 1),
-                "text_mb_per_cpu_s": round(text_bytes / seconds / 1e6, 1),
-                "items_per_cpu_s": int(len(chunks[0].raws) * 1000 / seconds),
-            }
-        )
+        rows.append(_row(signal, name, _timed_fresh(fn, chunks), chunks[0].raws, text_bytes))
+    # The engine once more, settled: a second engine warmed on other fresh requests, timed on the same chunks.
+    settled = _own(_engine)
+
+    def engine_settled(raws: list[bytes]) -> None:
+        for r in raws:
+            settled.process(signal, r)
+
+    seconds = _timed_fresh(engine_settled, [settle, *(c.raws for c in chunks[1:])])
+    rows.append(_row(signal, SETTLED.format(n=len(settle)), seconds, chunks[0].raws, text_bytes))
     stats = data[0][1]
     rows.append(
         {
@@ -205,7 +180,20 @@ def _scan_signal(signal: Signal, data: list[tuple[list[bytes], dict[str, int]]],
     return rows
 
 
-def _timed_fresh(fn: Callable[[_Chunk], object], chunks: list[_Chunk]) -> float:
+def _row(signal: Signal, approach: str, seconds: float, raws: list[bytes], text_bytes: int = 0) -> dict[str, Any]:
+    """A table row for ``seconds`` of CPU spent on ``raws`` (text MB/s 0 when the string bytes were not counted)."""
+    nbytes = sum(map(len, raws))
+    return {
+        "signal": signal.value,
+        "approach": approach,
+        "ms_per_request": round(seconds / len(raws) * 1e3, 2),
+        "mb_per_cpu_s": round(nbytes / seconds / 1e6, 1),
+        "text_mb_per_cpu_s": round(text_bytes / seconds / 1e6, 1),
+        "items_per_cpu_s": int(len(raws) * 1000 / seconds),
+    }
+
+
+def _timed_fresh(fn: Callable[[C], object], chunks: Sequence[C]) -> float:
     """Warm up on the first chunk (pattern compilation, the states every request shares), then the best
     per-chunk CPU time over the others, each seen for the first time."""
     fn(chunks[0])
@@ -233,24 +221,15 @@ _POOL_SIZE = 1000
 def _density_row(n_requests: int, repeat: int, mix: Mix) -> dict[str, Any]:
     chunks = [_Chunk(Signal.TRACES, trace_requests(n_requests, seed=200 + k, mix=mix)[0]) for k in range(repeat + 1)]
     engine = _own(_engine)
-    nbytes = sum(map(len, chunks[0].raws))
 
     def run(c: _Chunk) -> None:
         for r in c.raws:
             engine.process(Signal.TRACES, r)
 
-    seconds = _timed_fresh(run, chunks)
     approach = f"chosen (full), {mix.ratio:.0%} of string values with PII"
     if mix.pool:
         approach += f", secrets drawn from a pool of {len(mix.pool):,} (each seen ~4.5 times per 8 requests)"
-    return {
-        "signal": "traces",
-        "approach": approach,
-        "ms_per_request": round(seconds / len(chunks[0].raws) * 1e3, 2),
-        "mb_per_cpu_s": round(nbytes / seconds / 1e6, 1),
-        "text_mb_per_cpu_s": 0,
-        "items_per_cpu_s": int(len(chunks[0].raws) * 1000 / seconds),
-    }
+    return _row(Signal.TRACES, approach, _timed_fresh(run, chunks), chunks[0].raws)
 
 
 def _flagged_values(engine: Engine, raws: list[bytes]) -> list[list[tuple[bytes, int]]]:

@@ -15,8 +15,14 @@ def test_two_roots_are_timed_and_compared(capsys: pytest.CaptureFixture[str]) ->
     assert ab.main([str(ROOT), str(ROOT), "--rounds", "2", "--requests", "2", "--warmup", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines[:2]] == ["round 1", "round 2"]
+    ratios = []
+    for line in lines[:2]:  # "round N: A <a> ms  B <b> ms per request  B/A <r>": the ratio is B over A
+        words = line.split()
+        a, b, ratio = float(words[3]), float(words[6]), float(words[-1])
+        assert ratio == pytest.approx(b / a, abs=1e-3)
+        ratios.append(ratio)
     assert lines[-1].startswith("median B/A ")
-    assert float(lines[-1].split()[2]) > 0
+    assert float(lines[-1].split()[2]) == pytest.approx(sum(ratios) / 2, abs=1e-3)
 
 
 def test_a_root_that_does_not_provide_the_engine_is_refused(tmp_path: Path) -> None:
