@@ -38,7 +38,7 @@ FINDINGS = [
     "  costs more than the passes, so it is only used when a glob has no literal or `allowed_keys` is set.",
     "- Strict detection, 'finding every match' table: an RE2 Set per flagged value and then each shape present",
     "  on its own is exact (a failed candidate cannot hide another detector's match) but pays two to four RE2",
-    "  calls per value. Joining the flagged values of a request with a NUL separator and running each pass's",
+    "  calls per value. Joining the flagged values of a request with a newline separator and running each pass's",
     "  shapes over the joined text once pays per match instead, and finds exactly the same (tests/processors/",
     "  pii/test_joined.py; a match running into the separator is redone per value): 3.7 us per value against",
     "  6.6-7.0.",

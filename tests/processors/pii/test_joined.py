@@ -32,7 +32,7 @@ def _texts(rng: random.Random, n: int) -> list[str]:
     texts = []
     for _ in range(n):
         parts = [rng.choice(pieces) for _ in range(rng.randint(1, 4))]
-        texts.append(rng.choice([" ", "", "-", "=", ", ", "\x00"]).join(parts))
+        texts.append(rng.choice([" ", "", "-", "=", ", ", "\x00", "\n"]).join(parts))
     return texts
 
 
