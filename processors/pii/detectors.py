@@ -247,7 +247,7 @@ def _phone_trunk(text: bytes, m: Sequence[Span]) -> list[Span]:
     s, e = m[0]
     candidate = text[s:e]
     # Unformatted zero-padded numbers are ids, not phone numbers; a written number has groups.
-    if b" " not in candidate and b"-" not in candidate:
+    if 0x20 not in candidate and 0x2D not in candidate:  # " ", "-" (as ints: see scan._QUESTION_MARK)
         return []
     if any(len(group) < 2 for group in candidate.replace(b"-", b" ").split(b" ")):
         return []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from processors.pii import joined
@@ -59,6 +60,12 @@ Masked = tuple[bytes | _Drop | None, Counted]
 _SET_LIMIT = 1 << 16
 # Keeps the decoded value's replacement readable inside the URL ("[REDACTED:email]", "***@example.com").
 _URL_SAFE = b"[]:*@._-~!$'(),;/"
+# Single bytes tested as ints: ``int in bytes`` is one memchr, while ``bytes in bytes`` first tries its operand as an
+# integer and builds and drops a TypeError every time (~15 against ~100 ns per test, on every flagged value).
+_QUESTION_MARK: Final = 0x3F  # "?"
+_EQUALS: Final = 0x3D  # "="
+_PERCENT: Final = 0x25  # "%"
+_PLUS: Final = 0x2B  # "+"
 _QUERY = Pattern(rb"\?[^\s#\"'<>]+")
 # The result caches: values up to this size, this many entries per cache (then it starts over; about 10 MB each
 # at most).
@@ -177,7 +184,7 @@ class ValueScanner:
                 regions += self._user_regions(self._user[alternative.index], value)
         # Decoding changes what surrounds a match too ("q=%20sk_live_..." hides the key behind "0"), so query
         # parameters are checked on every path.
-        if b"?" in value and b"=" in value:
+        if _QUESTION_MARK in value and _EQUALS in value:
             regions += self._query_regions(value)
         return regions
 
@@ -205,7 +212,7 @@ class ValueScanner:
             if rule.action == "drop":
                 return (vs, ve, rule, "drop", None)
             return (vs, ve, rule, rule.action, _quote(self.masker.replacement(rule, rule.action, _unquote(raw))))
-        if b"%" not in raw and b"+" not in raw:
+        if _PERCENT not in raw and _PLUS not in raw:
             return None
         decoded = _unquote(raw)
         inner = merge(self.regions(decoded))
@@ -304,7 +311,7 @@ class ValueScanner:
                 if t & bit:
                     out[k] += self._user_regions(user, values[k])
         for k, value in enumerate(values):
-            if b"?" in value and b"=" in value:
+            if _QUESTION_MARK in value and _EQUALS in value:
                 out[k] += self._query_regions(value)
         return out
 
@@ -376,7 +383,7 @@ def _strongest(regions: Sequence[Region]) -> tuple[Rule, Action]:
 
 
 def _unquote(text: bytes) -> bytes:
-    return unquote_to_bytes(text.replace(b"+", b" ")) if b"%" in text or b"+" in text else text
+    return unquote_to_bytes(text.replace(b"+", b" ")) if _PERCENT in text or _PLUS in text else text
 
 
 def _quote(text: bytes) -> bytes:
