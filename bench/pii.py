@@ -5,6 +5,8 @@
     python -m bench.pii e2e [--duration 8]                   OTLP/gRPC -> (keep 25%) -> pii -> nop, per CPU-second
     python -m bench.pii all                                  all three; writes bench/results/pii.{json,md}
 
+One part alone writes its report to bench/out/pii/ (git-ignored) unless --out says otherwise.
+
 The realistic mix (bench/pii_data.py): 1000-span trace requests and 1000-record log requests with PII in about
 10% of the string values, unique per value unless drawn from a pool. "MB/s" is serialized request bytes per
 CPU-second (time.process_time) of the masking step alone; "text MB/s" counts only the bytes of string values.
@@ -184,6 +186,8 @@ def _scan_signal(
     return rows
 
 
+# Where a run of one part (scan, runs or e2e) writes its report.
+PARTIAL = Path(__file__).parent / "out" / "pii"
 # The fresh-process runs: requests each process warms up on, then times.
 RUN_WARMUP = 40
 RUN_REQUESTS = 200
@@ -219,8 +223,8 @@ def runs(n_runs: int, warmup: int = RUN_WARMUP, requests: int = RUN_REQUESTS) ->
                 entry["mb_per_cpu_s"].append(round(entry["request_bytes_avg"] / ms / 1e3, 1))
                 print(f"run {n + 1}/{n_runs} {signal.value}: {ms:.2f} ms per request", flush=True)
     for signal in data:
-        figures = out[signal.value]["mb_per_cpu_s"]
         entry = out[signal.value]
+        figures = entry["mb_per_cpu_s"]
         median = statistics.median(figures)
         text_median = round(median * entry["text_bytes_avg"] / entry["request_bytes_avg"], 1)
         entry.update(median=median, low=min(figures), high=max(figures), text_median=text_median)
@@ -504,8 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--duration", type=float, default=8.0)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--out", type=Path, help="report directory (default: bench/results for all, bench/out/pii for one part)"
+    )
     args = ap.parse_args(argv)
+    # One part alone must not replace the recorded report of all three with a partial one.
+    out = args.out or (RESULTS if args.what == "all" else PARTIAL)
     if args.what == "serve":
         return serve(args.config)
     report: dict[str, Any] = {"benchmark": "pii", "machine": machine_facts(), "date": time.strftime("%Y-%m-%d")}
@@ -516,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         report["runs"] = runs(args.runs)
     if args.what in ("e2e", "all"):
         report["e2e"] = e2e(args.duration)
-    write(report, args.out)
+    write(report, out)
+    print(f"report: {out / 'pii.md'}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from pathlib import Path
 
@@ -64,3 +65,17 @@ def test_the_child_masks_the_signal_it_is_given(tmp_path: Path) -> None:
     assert timed.digest == expected.hexdigest()
     # Read as trace requests, the same bytes are masked otherwise (or not at all).
     assert ab.timed_child(ROOT, data, 1, Signal.TRACES).digest != timed.digest
+
+
+def test_one_part_alone_does_not_replace_the_recorded_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake: dict[str, object] = {"runs": 1, "warmup": 1, "requests": 1}
+    for signal in ("traces", "logs"):
+        fake[signal] = {"mb_per_cpu_s": [1.0], "median": 1.0, "low": 1.0, "high": 1.0, "text_median": 0.5}
+    monkeypatch.setattr(pii, "runs", lambda n: fake)
+    monkeypatch.setattr(pii, "PARTIAL", tmp_path / "partial")
+    monkeypatch.setattr(pii, "RESULTS", tmp_path / "results")
+    assert pii.main(["runs", "--runs", "1"]) == 0
+    assert (tmp_path / "partial" / "pii.md").exists()
+    assert not (tmp_path / "results").exists()
+    assert pii.main(["runs", "--out", str(tmp_path / "chosen")]) == 0
+    assert json.loads((tmp_path / "chosen" / "pii.json").read_text())["runs"] == fake
