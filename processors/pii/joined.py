@@ -3,7 +3,8 @@
 Per value, the strict scan pays a Python call and an RE2 call for every pattern it asks, and a request holds
 hundreds of flagged values: that per-call cost, not RE2's scanning, was most of the masking time
 (bench/results/pii.md). Joined with a separator byte, the values of a request are scanned by each pattern in
-one loop whose calls are per *match*, and every match is mapped back to its value by bisection.
+one loop whose calls are per *match*, and every match is mapped back to its value by a cursor over the values'
+start offsets (matches come in order, so it only moves forward).
 
 Exactly what each pattern finds in each value on its own:
 - the patterns carry no ``^``, ``$``, ``\\A`` or ``\\z`` (user rules that do are left to the per-value path), and
@@ -69,11 +70,14 @@ def _scan_one(joined: bytes, values: Sequence[bytes], bases: list[int], detector
     found: list[tuple[int, Found]] = []
     redo: set[int] | None = None
     end = len(joined)
+    j = 0
+    n = len(bases)
     for spans in pattern.match_list(joined):
         s, e = spans[0]
         if e == s:
             continue  # an empty match is no secret
-        j = bisect_right(bases, s) - 1
+        while j + 1 < n and bases[j + 1] <= s:  # the value the match starts in (or the separator after it)
+            j += 1
         base = bases[j]
         value = values[j]
         if e > base + len(value):  # runs into the separator: per value, this match does not exist
