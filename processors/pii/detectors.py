@@ -73,8 +73,11 @@ def _email(text: bytes, m: Sequence[Span]) -> list[Span]:
     if not stripped:
         return []
     s += len(local) - len(stripped)
-    # Labels are non-empty and do not start or end with a dash (the pattern allows "a-.b" and "a..b").
-    if b".." in domain or b"-." in domain or b".-" in domain or domain[0] == 0x2D or domain[-1] == 0x2D:
+    # Labels are non-empty and do not start or end with a dash (the pattern allows "a-.b" and "a..b"). find(), not
+    # ``in``: ``bytes in bytes`` first tries its operand as an integer and builds and drops a TypeError.
+    if domain.find(b"..") >= 0 or domain.find(b"-.") >= 0 or domain.find(b".-") >= 0:
+        return []
+    if domain[0] == 0x2D or domain[-1] == 0x2D:
         return []
     if domain[domain.rfind(b".") + 1 :].lower() in _FILE_SUFFIXES:
         return []

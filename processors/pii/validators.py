@@ -168,7 +168,7 @@ def basic_credentials_ok(token: bytes) -> bool:
         decoded = base64.b64decode(token, validate=True)
     except (binascii.Error, ValueError):
         return False
-    return b":" in decoded and len(decoded) >= 3 and all(32 <= c < 127 for c in decoded)
+    return 0x3A in decoded and len(decoded) >= 3 and all(32 <= c < 127 for c in decoded)  # ":"
 
 
 def is_digit(c: int) -> bool:
