@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from bench.pii_data import trace_requests
 from pipeline.model import Signal
 
 # Run with ``python -c`` so that only the engine comes from ROOT, whatever version of this module ROOT holds.
@@ -91,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.roots) != 2:
         ap.error("give two import roots: A and B")
     root_a, root_b = (r.resolve() for r in args.roots)
-    from bench.pii_data import trace_requests
-
     raws, _ = trace_requests(args.warmup + args.requests, seed=99)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "requests.pickle"

@@ -74,7 +74,7 @@ def _email(text: bytes, m: Sequence[Span]) -> list[Span]:
         return []
     s += len(local) - len(stripped)
     # Labels are non-empty and do not start or end with a dash (the pattern allows "a-.b" and "a..b"). find(), not
-    # ``in``: ``bytes in bytes`` first tries its operand as an integer and builds and drops a TypeError.
+    # ``in``: see scan._QUESTION_MARK.
     if domain.find(b"..") >= 0 or domain.find(b"-.") >= 0 or domain.find(b".-") >= 0:
         return []
     if domain[0] == 0x2D or domain[-1] == 0x2D:
